@@ -1,0 +1,439 @@
+#!/usr/bin/env python3
+"""Integration checks for sai3bench-ctl: run the real binary on the local filesystem and check
+what a user would check — exit codes, messages, and the files in the results directory.
+
+usage: checks.py NAME CTL_BINARY SOURCE_ROOT
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+NAME, CTL, SRC = sys.argv[1], os.path.abspath(sys.argv[2]), os.path.abspath(sys.argv[3])
+COLS = ("operation size_bucket bucket_idx mean_us p50_us p90_us p95_us p99_us max_us "
+        "avg_bytes ops_per_sec throughput_mibps count").split()
+PERF_COLS = 30
+
+
+def fail(msg):
+    print("FAIL: " + msg)
+    sys.exit(1)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+
+
+def run(args, cwd, timeout=240, expect=0):
+    p = subprocess.run([CTL] + args, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    if expect is not None and p.returncode != expect:
+        print(p.stdout[-4000:])
+        print(p.stderr[-4000:])
+        fail(f"{' '.join(args)}: exit {p.returncode}, expected {expect}")
+    return p
+
+
+def results_dir(p, cwd):
+    lines = [l for l in p.stdout.splitlines() if l.strip()]
+    check(lines, "no output")
+    m = re.match(r"^Results saved to: (.+)$", lines[-1])
+    check(m, f"last line is not 'Results saved to: <dir>': {lines[-1]!r}")
+    d = os.path.join(cwd, m.group(1))
+    check(os.path.isdir(d), f"results dir {d} missing")
+    return d
+
+
+def read_tsv(path):
+    with open(path) as f:
+        rows = [l.rstrip("\n").split("\t") for l in f if l.strip()]
+    return rows[0], rows[1:]
+
+
+def check_results_tsv(path, min_rows=1):
+    head, rows = read_tsv(path)
+    check(head == COLS, f"{path}: header {head}")
+    check(len(rows) >= min_rows, f"{path}: {len(rows)} rows")
+    idx = [int(r[2]) for r in rows]
+    check(idx == sorted(idx), f"{path}: rows not sorted by bucket_idx: {idx}")
+    out = {}
+    for r in rows:
+        check(len(r) == 13, f"{path}: row with {len(r)} columns: {r}")
+        mean, p50, p90, p95, p99, mx = map(float, r[3:9])
+        count = int(r[12])
+        check(count > 0, f"{path}: row with count 0: {r}")
+        check(0 < p50 <= p90 <= p95 <= p99 <= mx, f"{path}: percentiles out of order: {r}")
+        check(p50 <= mx and mean <= mx * 1.001, f"{path}: mean/max: {r}")
+        out[(r[0], r[1])] = r
+    return out
+
+
+def check_common_files(d, config_src):
+    for f in ("config.yaml", "console_log.txt", "metadata.json", "results.tsv", "perf_log.tsv"):
+        check(os.path.isfile(os.path.join(d, f)), f"{f} missing in {d}")
+    with open(config_src, "rb") as a, open(os.path.join(d, "config.yaml"), "rb") as b:
+        check(a.read() == b.read(), "config.yaml is not a byte copy")
+    md = json.load(open(os.path.join(d, "metadata.json")))
+    for k in ("version", "test_name", "start_time", "end_time", "duration_secs", "command_line",
+              "hostname", "status"):
+        check(k in md, f"metadata.json lacks {k}")
+    log = open(os.path.join(d, "console_log.txt")).read()
+    check("Results saved to:" in log, "console_log.txt lacks the last line")
+    head, rows = read_tsv(os.path.join(d, "perf_log.tsv"))
+    check(len(head) == PERF_COLS, f"perf_log.tsv has {len(head)} columns")
+    for r in rows:
+        check(len(r) == PERF_COLS, f"perf_log row with {len(r)} columns")
+    return md, rows
+
+
+def write(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def tmpdir(base=None):
+    return tempfile.mkdtemp(prefix="sai3-it-", dir=base)
+
+
+def files_under(path):
+    n = 0
+    for _, _, fs in os.walk(path):
+        n += len(fs)
+    return n
+
+
+# ---------------------------------------------------------------------------------------------
+
+def t_quickstart():
+    cwd = tmpdir()
+    cfg = os.path.join(SRC, "examples", "quickstart.yaml")
+    p = run(["run", "--config", cfg], cwd)
+    d = results_dir(p, cwd)
+    md, perf = check_common_files(d, cfg)
+    check(md["status"] == "completed", f"status {md['status']}")
+    rows = check_results_tsv(os.path.join(d, "results.tsv"), 5)
+    for op in ("GET", "PUT", "META"):
+        check((op, "ALL") in rows, f"no {op} ALL row")
+    get = rows[("GET", "ALL")]
+    check(4096 <= float(get[9]) <= 65536, f"GET avg_bytes {get[9]} outside 4-64 KiB")
+    put = rows[("PUT", "ALL")]
+    check(float(put[9]) == 16384, f"PUT avg_bytes {put[9]} != 16384")
+    for op in ("STAT", "LIST", "DELETE"):
+        check((op, "ALL") in rows, f"no {op} ALL row")
+    meta = int(rows[("META", "ALL")][12])
+    parts = sum(int(rows[(o, "ALL")][12]) for o in ("STAT", "LIST", "DELETE"))
+    check(meta == parts, f"META count {meta} != STAT+LIST+DELETE {parts}")
+    # the counts in bucket rows add up to the ALL rows
+    for op in ("GET", "PUT"):
+        s = sum(int(r[12]) for k, r in rows.items() if k[0] == op and k[1] != "ALL")
+        check(s == int(rows[(op, "ALL")][12]), f"{op} bucket counts {s} != ALL")
+    # throughput consistent with ops and sizes
+    ops_s, mibps, avg = float(get[10]), float(get[11]), float(get[9])
+    check(abs(ops_s * avg / 1048576 - mibps) <= 0.02 * mibps + 0.02, "GET MiB/s != ops/s*avg")
+    head, prows = read_tsv(os.path.join(d, "prepare_results.tsv"))
+    check(head == COLS, "prepare_results.tsv header")
+    pall = [r for r in prows if r[0] == "PUT" and r[1] == "ALL"]
+    check(pall and int(pall[0][12]) == 22000, f"prepare PUT ALL count: {pall}")
+    check(len(perf) >= 10, f"perf_log.tsv has {len(perf)} rows")
+    check(any(r[3] == "Workload" and int(r[4]) > 0 for r in perf), "no workload GETs in perf_log")
+    # the live line was printed once a second
+    live = [l for l in p.stdout.splitlines() if re.match(r"^\[\s*\d+s\] GET ", l)]
+    check(len(live) >= 10, f"{len(live)} live lines")
+    # cleanup removed everything the run made
+    check(files_under(os.path.join(cwd, "sai3-data")) == 0, "cleanup left files in sai3-data")
+    shutil.rmtree(cwd)
+
+
+def t_direct():
+    base = tmpdir("/var/tmp")
+    cfg = write(os.path.join(base, "direct.yaml"), f"""
+target: "direct://{base}/d/"
+duration: 4s
+concurrency: 8
+prepare:
+  ensure_objects:
+    - {{ base_uri: "direct://{base}/d/objs/", count: 300, size_spec: {{ type: uniform, min: 1000, max: 200KiB }} }}
+  cleanup: true
+workload:
+  - {{ op: get, path: "objs/*", weight: 50 }}
+  - {{ op: put, path: "new/", size_spec: {{ type: lognormal, mean: 64KiB, std_dev: 32KiB, min: 1, max: 1MiB }}, weight: 30 }}
+  - {{ op: stat, path: "objs/*", weight: 20 }}
+""")
+    p = run(["run", "--config", cfg], base)
+    d = results_dir(p, base)
+    rows = check_results_tsv(os.path.join(d, "results.tsv"), 3)
+    for op in ("GET", "PUT", "META"):
+        check(int(rows[(op, "ALL")][12]) > 0, f"no {op} ops on direct://")
+    avg = float(rows[("GET", "ALL")][9])
+    check(1000 <= avg <= 200 * 1024, f"GET avg bytes {avg}")
+    check(files_under(os.path.join(base, "d")) == 0, "cleanup left files")
+    shutil.rmtree(base)
+
+
+def t_direct_tmpfs():
+    if not os.path.isdir("/dev/shm"):
+        fail("/dev/shm (tmpfs) is needed for this test")
+    base = tmpdir("/dev/shm")
+    cfg = write(os.path.join(base, "t.yaml"), f"""
+target: "direct://{base}/x/"
+duration: 2s
+workload:
+  - {{ op: put, path: "p/", object_size: 4096, weight: 1 }}
+""")
+    p = run(["run", "--config", cfg], base, expect=1)
+    check("tmpfs" in p.stderr and "O_DIRECT" in p.stderr, f"no tmpfs/O_DIRECT message: {p.stderr}")
+    shutil.rmtree(base)
+
+
+def t_bad_config():
+    cwd = tmpdir()
+    cfg = write(os.path.join(cwd, "bad.yaml"), """target: "file://./data/"
+duration: 5s
+concurency: 4
+prepare:
+  ensure_objects:
+    - { base_uri: "file://./data/p/", count: 10 }
+workload:
+  - { op: get, path: "p/*", weight: 1 }
+  - { op: gett, path: "p/*", weight: 1 }
+""")
+    p = run(["run", "--config", cfg], cwd, expect=2)
+    check("bad.yaml:3:1:" in p.stderr and "concurrency" in p.stderr, f"stderr: {p.stderr}")
+    check("bad.yaml:9:" in p.stderr, f"second error not reported: {p.stderr}")
+    check(sorted(os.listdir(cwd)) == ["bad.yaml"], f"something was created: {os.listdir(cwd)}")
+    p = run(["validate", "--config", cfg], cwd, expect=2)
+    p = run(["run", "--config", os.path.join(cwd, "missing.yaml")], cwd, expect=2)
+    check("missing.yaml" in p.stderr, "missing file not named")
+    shutil.rmtree(cwd)
+
+
+def t_cli():
+    cwd = tmpdir()
+    for args in (["run"], ["frobnicate"], ["run", "--config"], ["--cores", "0", "run", "--config", "x"],
+                 ["run", "--config", "x", "--bogus"], ["run", "--config", "x", "--prepare-only", "--skip-prepare"]):
+        p = run(args, cwd, expect=2)
+        check(p.stderr.strip(), f"{args}: no message")
+    p = run(["--help"], cwd)
+    check("run --config" in p.stdout, "help text")
+    p = run(["--version"], cwd)
+    check(p.stdout.startswith("sai3bench-ctl "), "version")
+    check(os.listdir(cwd) == [], "CLI errors created files")
+    shutil.rmtree(cwd)
+
+
+def t_interrupt():
+    cwd = tmpdir()
+    cfg = write(os.path.join(cwd, "long.yaml"), """target: "file://./data/"
+duration: 5m
+concurrency: 8
+prepare:
+  ensure_objects:
+    - { base_uri: "file://./data/p/", count: 200, size_spec: 8KiB }
+  cleanup: true
+workload:
+  - { op: get, path: "p/*", weight: 3 }
+  - { op: put, path: "n/", object_size: 4KiB, weight: 1 }
+""")
+    proc = subprocess.Popen([CTL, "run", "--config", cfg], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    # wait for the execute stage to print live lines
+    deadline = time.time() + 60
+    seen = 0
+    lines = []
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if re.match(r"^\[\s*\d+s\] GET", line):
+            seen += 1
+            if seen >= 2:
+                break
+    check(seen >= 2, "no live lines before the interrupt: " + "".join(lines))
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    out = "".join(lines) + out
+    check(proc.returncode == 130, f"exit {proc.returncode}, expected 130; {err}")
+    m = re.search(r"Results saved to: (.+)$", out.strip())
+    check(m, "no results line after Ctrl-C")
+    d = os.path.join(cwd, m.group(1))
+    rows = check_results_tsv(os.path.join(d, "results.tsv"), 1)
+    check(int(rows[("GET", "ALL")][12]) > 0, "partial results have no GETs")
+    md = json.load(open(os.path.join(d, "metadata.json")))
+    check(md["status"] == "interrupted", f"status {md['status']}")
+    shutil.rmtree(cwd)
+
+
+def t_io_rate():
+    cwd = tmpdir()
+    cfg = write(os.path.join(cwd, "rate.yaml"), """target: "file://./data/"
+duration: 5s
+concurrency: 4
+io_rate: { iops: 400, distribution: deterministic }
+prepare:
+  ensure_objects:
+    - { base_uri: "file://./data/p/", count: 50, size_spec: 4KiB }
+workload:
+  - { op: get, path: "p/*", weight: 1 }
+""")
+    p = run(["run", "--config", cfg], cwd)
+    d = results_dir(p, cwd)
+    rows = check_results_tsv(os.path.join(d, "results.tsv"))
+    n = int(rows[("GET", "ALL")][12])
+    # 400/s for 5 s: open-loop schedule, so the count follows the schedule, not the storage speed
+    check(1800 <= n <= 2100, f"{n} GETs for 400 iops x 5 s")
+    check("from intended start" in p.stdout, "no intended-start latency in the summary")
+    # exponential arrivals: same mean rate
+    cfg2 = cfg.replace("rate.yaml", "rate2.yaml")
+    write(cfg2, open(cfg).read().replace("deterministic", "exponential"))
+    p = run(["run", "--config", cfg2], cwd)
+    rows = check_results_tsv(os.path.join(results_dir(p, cwd), "results.tsv"))
+    n = int(rows[("GET", "ALL")][12])
+    check(1600 <= n <= 2400, f"{n} GETs for exponential 400 iops x 5 s")
+    shutil.rmtree(cwd)
+
+
+def t_max_errors():
+    cwd = tmpdir()
+    os.makedirs(os.path.join(cwd, "data"))
+    cfg = write(os.path.join(cwd, "err.yaml"), """target: "file://./data/"
+duration: 60s
+concurrency: 4
+error_handling: { max_total_errors: 50 }
+workload:
+  - { op: get, path: "does-not-exist.dat", weight: 1 }
+""")
+    t0 = time.time()
+    p = run(["run", "--config", cfg], cwd, expect=1)
+    check(time.time() - t0 < 30, "max_total_errors did not stop the run")
+    check("max_total_errors" in p.stderr, f"no clear message: {p.stderr}")
+    d = results_dir(p, cwd)
+    md = json.load(open(os.path.join(d, "metadata.json")))
+    check(md["status"] == "failed" and md["total_errors"] >= 50, f"metadata: {md}")
+    check("object not found" in p.stdout, "error kind not shown in the summary")
+    shutil.rmtree(cwd)
+
+
+def t_retries():
+    cwd = tmpdir()
+    os.makedirs(os.path.join(cwd, "data"))
+    cfg = write(os.path.join(cwd, "retry.yaml"), """target: "file://./data/"
+duration: 3s
+concurrency: 2
+error_handling: { max_total_errors: 1000000, retry_on_error: true, max_retries: 2,
+                  initial_retry_delay_ms: 1, max_retry_delay_ms: 2, error_rate_threshold: 0 }
+workload:
+  - { op: stat, path: "nope.dat", weight: 1 }
+""")
+    p = run(["run", "--config", cfg], cwd)
+    check(re.search(r"retries: \d+", p.stdout), "retries not reported")
+    shutil.rmtree(cwd)
+
+
+def t_prepare_skip():
+    cwd = tmpdir()
+    cfg = write(os.path.join(cwd, "p.yaml"), """target: "file://./data/"
+duration: 1s
+concurrency: 4
+prepare:
+  ensure_objects:
+    - { base_uri: "file://./data/p/", count: 100, size_spec: { type: uniform, min: 1, max: 10000 } }
+workload:
+  - { op: stat, path: "p/", weight: 1 }
+""")
+    p = run(["run", "--config", cfg, "--prepare-only"], cwd)
+    check("100 created" in p.stdout, p.stdout)
+    sizes = {f: os.path.getsize(os.path.join(cwd, "data/p", f)) for f in os.listdir(os.path.join(cwd, "data/p"))}
+    check(sorted(sizes) == [f"prepared-{i:08d}.dat" for i in range(100)], "prepared names")
+    check(len(set(sizes.values())) > 50, "sizes are not drawn per index")
+    p = run(["run", "--config", cfg, "--prepare-only"], cwd)
+    check("0 created" in p.stdout and "100 already present" in p.stdout, p.stdout)
+    # the same index always gets the same size: remove one, prepare recreates it identically
+    os.unlink(os.path.join(cwd, "data/p/prepared-00000042.dat"))
+    p = run(["run", "--config", cfg, "--prepare-only"], cwd)
+    check("1 created" in p.stdout, p.stdout)
+    check(os.path.getsize(os.path.join(cwd, "data/p/prepared-00000042.dat")) == sizes["prepared-00000042.dat"],
+          "index 42 got a different size")
+    # force_overwrite recreates all
+    write(cfg, open(cfg).read().replace("prepare:\n", "prepare:\n  force_overwrite: true\n"))
+    p = run(["run", "--config", cfg, "--prepare-only"], cwd)
+    check("100 created" in p.stdout, p.stdout)
+    # cleanup-only removes them
+    p = run(["run", "--config", cfg, "--cleanup-only"], cwd)
+    check(files_under(os.path.join(cwd, "data")) == 0, "cleanup-only left files")
+    shutil.rmtree(cwd)
+
+
+def t_examples():
+    exdir = os.path.join(SRC, "examples")
+    names = sorted(f for f in os.listdir(exdir) if f.endswith(".yaml") and f != "quickstart.yaml")
+    check(names, "no examples besides quickstart")
+    for n in names:
+        cwd = tmpdir("/var/tmp")
+        text = open(os.path.join(exdir, n)).read()
+        # examples name their own data dirs relative to the working directory; keep them short here
+        text = re.sub(r"(?m)^duration:.*$", "duration: 3s", text)
+        cfg = write(os.path.join(cwd, n), text)
+        p = run(["run", "--config", cfg], cwd)
+        d = results_dir(p, cwd)
+        check_results_tsv(os.path.join(d, "results.tsv"))
+        shutil.rmtree(cwd)
+
+
+def t_validate():
+    cwd = tmpdir()
+    cfg = os.path.join(SRC, "examples", "quickstart.yaml")
+    p = run(["validate", "--config", cfg], cwd)
+    for s in ("prepare", "execute", "cleanup", "GET", "60.0%", "22,000"):
+        check(s in p.stdout, f"plan lacks {s!r}:\n{p.stdout}")
+    p2 = run(["run", "--dry-run", "--config", cfg], cwd)
+    check(p2.stdout == p.stdout, "run --dry-run differs from validate")
+    check(os.listdir(cwd) == [], "validate created files")
+    shutil.rmtree(cwd)
+
+
+def t_cores():
+    cwd = tmpdir()
+    cfg = write(os.path.join(cwd, "c.yaml"), """target: "file://./data/"
+duration: 2s
+concurrency: 3
+prepare:
+  ensure_objects:
+    - { base_uri: "file://./data/p/", count: 10, size_spec: 1KiB }
+  cleanup: true
+workload:
+  - { op: get, path: "p/*", weight: 1 }
+  - { op: delete, path: "p/", weight: 1 }
+""")
+    dirs = set()
+    for cores in ("1", "2"):
+        p = run(["--cores", cores, "run", "--config", cfg], cwd)
+        check(f"{cores} core" in p.stdout, p.stdout)
+        d = results_dir(p, cwd)
+        dirs.add(d)
+        rows = check_results_tsv(os.path.join(d, "results.tsv"))
+        # DELETE never picks an object twice: exactly the 10 prepared objects, no errors
+        check(int(rows[("DELETE", "ALL")][12]) == 10, f"DELETE count {rows[('DELETE', 'ALL')][12]}")
+        check("error x" not in p.stdout, "errors during delete: " + p.stdout)
+    # a second run in the same minute gets its own results directory
+    check(len(dirs) == 2, f"runs shared a results directory: {dirs}")
+    shutil.rmtree(cwd)
+
+
+TESTS = {
+    "quickstart": t_quickstart, "direct": t_direct, "direct-tmpfs": t_direct_tmpfs,
+    "bad-config": t_bad_config, "cli": t_cli, "interrupt": t_interrupt, "io-rate": t_io_rate,
+    "max-errors": t_max_errors, "retries": t_retries, "prepare-skip": t_prepare_skip,
+    "examples": t_examples, "validate": t_validate, "cores": t_cores,
+}
+
+if __name__ == "__main__":
+    TESTS[NAME]()
+    print("ok")
