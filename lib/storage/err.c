@@ -1,1 +1,68 @@
-/* placeholder: being written */
+#include <errno.h>
+#include <stddef.h>
+
+#include "rx/err.h"
+#include "sto/err.h"
+
+enum {
+    STO_ERR_COUNT = 0
+#define STO_ERR_COUNT_ONE(name, off, msg) +1
+    STO_ERR_LIST(STO_ERR_COUNT_ONE)
+#undef STO_ERR_COUNT_ONE
+};
+
+static const char *sto_err_msg(int code)
+{
+    switch (code) {
+#define STO_ERR_CASE(name, off, msg)                                                               \
+    case name:                                                                                     \
+        return msg;
+        STO_ERR_LIST(STO_ERR_CASE)
+#undef STO_ERR_CASE
+    default:
+        return NULL;
+    }
+}
+
+static const rx_err_table_t sto_err_table = {
+    .first = STO_ERR_BASE - STO_ERR_COUNT,
+    .last = STO_ERR_BASE - 1,
+    .name = sto_err_msg,
+};
+
+void sto_err_register(void)
+{
+    /* rx_err_register is idempotent for the same table. */
+    rx_err_register(&sto_err_table);
+}
+
+const char *sto_strerror(int code)
+{
+    const char *m = sto_err_msg(code);
+    return m ? m : rx_strerror(code);
+}
+
+int sto_err_from_errno(int e)
+{
+    switch (e) {
+    case 0:
+        return 0;
+    case ENOENT:
+        return STO_ENOTFOUND;
+    case EEXIST:
+        return STO_EEXIST;
+    case EACCES:
+    case EPERM:
+        return STO_EPERM;
+    case ENOSPC:
+        return STO_ENOSPC;
+    case ENOTEMPTY:
+        return STO_ENOTEMPTY;
+    case EIO:
+        return STO_EIO;
+    case ECANCELED:
+        return STO_ECANCELED;
+    default:
+        return e > 0 ? -e : e;
+    }
+}

@@ -1,1 +1,1715 @@
-/* placeholder: being written */
+/* The strict YAML config loader.
+ *
+ * Two steps: libyaml events build a small node tree (with 1-based marks), then a typed walk turns
+ * it into wl_config_t. The walk never stops at the first problem: every diagnostic is collected,
+ * then sorted by position. The tree is freed as one list of allocations, so aliases may share
+ * nodes without reference counts; an anchor is registered only when its node is complete, which
+ * rules out cycles. The walk follows the schema, whose depth is bounded, so alias fan-out cannot
+ * make it explode.
+ */
+#include "wl/config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <yaml.h>
+
+#include "wl/err.h"
+#include "wl/units.h"
+
+#define MAX_DIAGS 1000
+#define MAX_CONCURRENCY 1000000ULL
+#define MiB (1024ULL * 1024ULL)
+
+/* ---------------------------------------------------------------- diagnostics --------------- */
+
+void wl_diags_init(wl_diags_t *d)
+{
+    memset(d, 0, sizeof(*d));
+}
+
+void wl_diags_free(wl_diags_t *d)
+{
+    if (!d)
+        return;
+    for (size_t i = 0; i < d->n; i++)
+        free(d->v[i].msg);
+    free(d->v);
+    free(d->source);
+    memset(d, 0, sizeof(*d));
+}
+
+void wl_diag_format(const wl_diags_t *d, size_t i, char *buf, size_t len)
+{
+    if (!buf || !len)
+        return;
+    if (!d || i >= d->n) {
+        buf[0] = 0;
+        return;
+    }
+    const wl_diag_t *g = &d->v[i];
+    const char *src = d->source ? d->source : "<config>";
+    if (g->line > 0)
+        snprintf(buf, len, "%s:%d:%d: %s", src, g->line, g->col, g->msg);
+    else
+        snprintf(buf, len, "%s: %s", src, g->msg);
+}
+
+static int diag_push(wl_diags_t *d, int line, int col, char *msg)
+{
+    if (d->n == d->cap) {
+        size_t ncap = d->cap ? d->cap * 2 : 16;
+        wl_diag_t *nv = realloc(d->v, ncap * sizeof(*nv));
+        if (!nv)
+            return -ENOMEM;
+        d->v = nv;
+        d->cap = ncap;
+    }
+    d->v[d->n].line = line;
+    d->v[d->n].col = col;
+    d->v[d->n].msg = msg;
+    d->n++;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- node tree ----------------- */
+
+enum { N_SCALAR, N_SEQ, N_MAP };
+
+typedef struct node node_t;
+struct node {
+    int kind;
+    int line, col;
+    int plain;     /* scalar written without quotes */
+    char *str;     /* scalar text (NUL-terminated) */
+    char *anchor;  /* registered when the node is complete */
+    node_t **kids; /* seq: items; map: key, value, key, value, ... */
+    size_t n, cap;
+    node_t *next_alloc;
+};
+
+typedef struct anchor {
+    char *name;
+    node_t *node;
+} anchor_t;
+
+typedef struct ctx {
+    wl_diags_t *d;
+    size_t first;   /* index of the first diagnostic of this load */
+    size_t dropped; /* diagnostics beyond MAX_DIAGS */
+    int nomem;
+    node_t *all; /* every node, for freeing */
+    anchor_t *anchors;
+    size_t nanch, capanch;
+    node_t null_node; /* stands in for missing values */
+} ctx_t;
+
+static void err_at_lc(ctx_t *x, int line, int col, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void err_at_lc(ctx_t *x, int line, int col, const char *fmt, ...)
+{
+    if (x->d->n - x->first >= MAX_DIAGS) {
+        x->dropped++;
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = NULL;
+    int r = vasprintf(&msg, fmt, ap);
+    va_end(ap);
+    if (r < 0) {
+        x->nomem = 1;
+        return;
+    }
+    if (diag_push(x->d, line, col, msg) < 0) {
+        free(msg);
+        x->nomem = 1;
+    }
+}
+
+#define err_at(x, nd, ...) err_at_lc((x), (nd)->line, (nd)->col, __VA_ARGS__)
+
+static node_t *node_new(ctx_t *x, int kind, const yaml_mark_t *m)
+{
+    node_t *n = calloc(1, sizeof(*n));
+    if (!n) {
+        x->nomem = 1;
+        return NULL;
+    }
+    n->kind = kind;
+    n->line = (int)m->line + 1;
+    n->col = (int)m->column + 1;
+    n->next_alloc = x->all;
+    x->all = n;
+    return n;
+}
+
+static int node_add(ctx_t *x, node_t *parent, node_t *child)
+{
+    if (parent->n == parent->cap) {
+        size_t ncap = parent->cap ? parent->cap * 2 : 8;
+        node_t **nk = realloc(parent->kids, ncap * sizeof(*nk));
+        if (!nk) {
+            x->nomem = 1;
+            return -1;
+        }
+        parent->kids = nk;
+        parent->cap = ncap;
+    }
+    parent->kids[parent->n++] = child;
+    return 0;
+}
+
+static void tree_free(ctx_t *x)
+{
+    node_t *n = x->all;
+    while (n) {
+        node_t *next = n->next_alloc;
+        free(n->str);
+        free(n->anchor);
+        free(n->kids);
+        free(n);
+        n = next;
+    }
+    x->all = NULL;
+    for (size_t i = 0; i < x->nanch; i++)
+        free(x->anchors[i].name);
+    free(x->anchors);
+    x->anchors = NULL;
+    x->nanch = x->capanch = 0;
+}
+
+static void anchor_add(ctx_t *x, node_t *n)
+{
+    if (!n->anchor)
+        return;
+    if (x->nanch == x->capanch) {
+        size_t ncap = x->capanch ? x->capanch * 2 : 8;
+        anchor_t *na = realloc(x->anchors, ncap * sizeof(*na));
+        if (!na) {
+            x->nomem = 1;
+            return;
+        }
+        x->anchors = na;
+        x->capanch = ncap;
+    }
+    x->anchors[x->nanch].name = n->anchor;
+    x->anchors[x->nanch].node = n;
+    n->anchor = NULL; /* now owned by the table */
+    x->nanch++;
+}
+
+static node_t *anchor_find(ctx_t *x, const char *name)
+{
+    for (size_t i = x->nanch; i-- > 0;)
+        if (!strcmp(x->anchors[i].name, name))
+            return x->anchors[i].node;
+    return NULL;
+}
+
+/* Line and column (1-based) of a byte offset, for reader errors that carry no mark. */
+static void offset_to_lc(const char *text, size_t len, size_t off, int *line, int *col)
+{
+    int l = 1, c = 1;
+    for (size_t i = 0; i < off && i < len; i++) {
+        if (text[i] == '\n') {
+            l++;
+            c = 1;
+        } else if (((unsigned char)text[i] & 0xC0) != 0x80) {
+            c++;
+        }
+    }
+    *line = l;
+    *col = c;
+}
+
+static void syntax_error(ctx_t *x, const yaml_parser_t *p, const char *text, size_t len)
+{
+    const char *problem = p->problem ? p->problem : "malformed YAML";
+    if (p->error == YAML_MEMORY_ERROR) {
+        x->nomem = 1;
+        return;
+    }
+    if (p->error == YAML_READER_ERROR) {
+        int line, col;
+        offset_to_lc(text, len, p->problem_offset, &line, &col);
+        if (p->problem_value != -1)
+            err_at_lc(x, line, col, "syntax error: %s (byte 0x%02X)", problem,
+                      (unsigned)p->problem_value & 0xFFu);
+        else
+            err_at_lc(x, line, col, "syntax error: %s", problem);
+        return;
+    }
+    int line = (int)p->problem_mark.line + 1, col = (int)p->problem_mark.column + 1;
+    size_t off = p->problem_mark.index;
+    if (off < len && text[off] == '\t') {
+        err_at_lc(x, line, col,
+                  "syntax error: found a tab character; YAML indentation must use "
+                  "spaces");
+        return;
+    }
+    int cl = (int)p->context_mark.line + 1, cc = (int)p->context_mark.column + 1;
+    if (p->context && cl == line && cc == col)
+        err_at_lc(x, line, col, "syntax error: %s (%s)", problem, p->context);
+    else if (p->context)
+        err_at_lc(x, line, col, "syntax error: %s (%s at line %d, column %d)", problem, p->context,
+                  cl, cc);
+    else
+        err_at_lc(x, line, col, "syntax error: %s", problem);
+}
+
+/* Builds the tree. Returns the root (NULL for an empty stream), *bad = 1 after a syntax error. */
+static node_t *parse_tree(ctx_t *x, const char *text, size_t len, int *bad)
+{
+    yaml_parser_t p;
+    node_t *root = NULL;
+    node_t **stack = NULL;
+    size_t depth = 0, cap = 0;
+    int ndocs = 0, done = 0;
+    *bad = 0;
+    if (!yaml_parser_initialize(&p)) {
+        x->nomem = 1;
+        *bad = 1;
+        return NULL;
+    }
+    yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
+    while (!done && !x->nomem) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&p, &ev)) {
+            syntax_error(x, &p, text, len);
+            *bad = 1;
+            break;
+        }
+        node_t *n = NULL;
+        switch (ev.type) {
+        case YAML_DOCUMENT_START_EVENT:
+            if (++ndocs > 1) {
+                err_at_lc(x, (int)ev.start_mark.line + 1, (int)ev.start_mark.column + 1,
+                          "only one YAML document is allowed in a config (found a second '---')");
+                *bad = 1;
+                done = 1;
+            }
+            break;
+        case YAML_STREAM_END_EVENT:
+            done = 1;
+            break;
+        case YAML_SCALAR_EVENT:
+            n = node_new(x, N_SCALAR, &ev.start_mark);
+            if (!n)
+                break;
+            n->plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+            n->str = malloc(ev.data.scalar.length + 1);
+            if (!n->str) {
+                x->nomem = 1;
+                break;
+            }
+            memcpy(n->str, ev.data.scalar.value, ev.data.scalar.length);
+            n->str[ev.data.scalar.length] = 0;
+            if (ev.data.scalar.anchor) {
+                n->anchor = strdup((const char *)ev.data.scalar.anchor);
+                if (!n->anchor)
+                    x->nomem = 1;
+                anchor_add(x, n);
+            }
+            break;
+        case YAML_SEQUENCE_START_EVENT:
+        case YAML_MAPPING_START_EVENT: {
+            int seq = ev.type == YAML_SEQUENCE_START_EVENT;
+            n = node_new(x, seq ? N_SEQ : N_MAP, &ev.start_mark);
+            if (!n)
+                break;
+            const yaml_char_t *a =
+                seq ? ev.data.sequence_start.anchor : ev.data.mapping_start.anchor;
+            if (a) {
+                n->anchor = strdup((const char *)a);
+                if (!n->anchor)
+                    x->nomem = 1;
+            }
+            break;
+        }
+        case YAML_ALIAS_EVENT: {
+            const char *name = (const char *)ev.data.alias.anchor;
+            n = anchor_find(x, name);
+            if (!n) {
+                /* Fatal like a syntax error: the walk would only report follow-ups. */
+                err_at_lc(x, (int)ev.start_mark.line + 1, (int)ev.start_mark.column + 1,
+                          "alias '*%.60s' refers to no earlier anchor '&%.60s'", name, name);
+                *bad = 1;
+                done = 1;
+            }
+            break;
+        }
+        case YAML_SEQUENCE_END_EVENT:
+        case YAML_MAPPING_END_EVENT:
+            if (depth > 0)
+                anchor_add(x, stack[--depth]);
+            break;
+        default:
+            break;
+        }
+        int opens = ev.type == YAML_SEQUENCE_START_EVENT || ev.type == YAML_MAPPING_START_EVENT;
+        yaml_event_delete(&ev);
+        if (!n || x->nomem)
+            continue;
+        if (depth == 0) {
+            if (!root)
+                root = n;
+        } else if (node_add(x, stack[depth - 1], n) < 0) {
+            break;
+        }
+        if (opens) {
+            if (depth == cap) {
+                size_t ncap = cap ? cap * 2 : 16;
+                node_t **ns = realloc(stack, ncap * sizeof(*ns));
+                if (!ns) {
+                    x->nomem = 1;
+                    break;
+                }
+                stack = ns;
+                cap = ncap;
+            }
+            stack[depth++] = n;
+        }
+    }
+    free(stack);
+    yaml_parser_delete(&p);
+    return root;
+}
+
+/* ---------------------------------------------------------------- value helpers ------------- */
+
+static int is_null(const node_t *v)
+{
+    if (!v)
+        return 1;
+    if (v->kind != N_SCALAR || !v->plain)
+        return 0;
+    return !v->str[0] || !strcmp(v->str, "~") || !strcmp(v->str, "null") ||
+           !strcmp(v->str, "Null") || !strcmp(v->str, "NULL");
+}
+
+static int bool_value(const char *s, int *out)
+{
+    static const char *const t[] = {"true", "yes", "on"};
+    static const char *const f[] = {"false", "no", "off"};
+    for (int i = 0; i < 3; i++) {
+        if (!strcasecmp(s, t[i]))
+            return *out = 1, 0;
+        if (!strcasecmp(s, f[i]))
+            return *out = 0, 0;
+    }
+    return -1;
+}
+
+static int looks_number(const char *s)
+{
+    char *end;
+    if (!*s)
+        return 0;
+    errno = 0;
+    (void)strtod(s, &end);
+    return *end == 0;
+}
+
+/* "got string 'many'", "got a mapping", ... */
+static const char *describe(const node_t *v, char *buf, size_t len)
+{
+    int dummy;
+    if (is_null(v))
+        return "got nothing";
+    if (v->kind == N_MAP)
+        return "got a mapping";
+    if (v->kind == N_SEQ)
+        return "got a list";
+    const char *what = "string";
+    if (v->plain && bool_value(v->str, &dummy) == 0)
+        what = "boolean";
+    else if (v->plain && looks_number(v->str))
+        what = "number";
+    size_t n = strlen(v->str);
+    if (n > 40)
+        snprintf(buf, len, "got %s '%.37s...'", what, v->str);
+    else
+        snprintf(buf, len, "got %s '%s'", what, v->str);
+    return buf;
+}
+
+/* Optimal string alignment distance (Damerau-Levenshtein with adjacent transpositions). */
+static int osa_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63)
+        return 1000;
+    int d[64][64];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = (int)i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = (int)j;
+    for (size_t i = 1; i <= la; i++) {
+        for (size_t j = 1; j <= lb; j++) {
+            int cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            int v = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < v)
+                v = d[i][j - 1] + 1;
+            if (d[i - 1][j - 1] + cost < v)
+                v = d[i - 1][j - 1] + cost;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < v)
+                v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    }
+    return d[la][lb];
+}
+
+/* The closest candidate within distance max(len/3, 2) (1 for words of 3 characters or fewer);
+ * a case-only difference always qualifies. NULL when nothing is close. */
+static const char *suggest(const char *word, const char *const *cands)
+{
+    size_t wl = strlen(word);
+    int limit = (int)(wl / 3);
+    int floor_ = wl <= 3 ? 1 : 2;
+    if (limit < floor_)
+        limit = floor_;
+    const char *best = NULL;
+    int bestd = limit + 1;
+    for (size_t i = 0; cands[i]; i++) {
+        if (!strcasecmp(word, cands[i]))
+            return cands[i];
+        int dd = osa_distance(word, cands[i]);
+        if (dd < bestd) {
+            bestd = dd;
+            best = cands[i];
+        }
+    }
+    return best;
+}
+
+static void join_list(const char *const *items, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = 0;
+    for (size_t i = 0; items[i] && used < len; i++) {
+        int w = snprintf(buf + used, len - used, "%s%s", i ? ", " : "", items[i]);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+}
+
+/* ---------------------------------------------------------------- key handling -------------- */
+
+typedef struct keyset {
+    const char *where;              /* "at top level", "in workload entry", ... */
+    const char *const *valid;       /* NULL-terminated */
+    const char *const *unsupported; /* NULL-terminated, may be NULL */
+} keyset_t;
+
+static void unknown_key(ctx_t *x, const node_t *k, const keyset_t *ks)
+{
+    if (!strcmp(k->str, "<<")) {
+        err_at(x, k, "YAML merge keys ('<<') are not supported; write the keys out");
+        return;
+    }
+    if (ks->unsupported) {
+        for (size_t i = 0; ks->unsupported[i]; i++) {
+            if (strcmp(k->str, ks->unsupported[i]))
+                continue;
+            err_at(x, k, "'%s' is not supported by this version of sai3bench-ctl yet%s", k->str,
+                   !strcmp(k->str, "distributed") ? "; distributed runs come with sai3bench-agent"
+                                                  : "");
+            return;
+        }
+    }
+    const char *s = suggest(k->str, ks->valid);
+    if (s) {
+        err_at(x, k, "unknown key '%.60s' %s; did you mean '%s'?", k->str, ks->where, s);
+    } else {
+        char list[512];
+        join_list(ks->valid, list, sizeof(list));
+        err_at(x, k, "unknown key '%.60s' %s (expected one of: %s)", k->str, ks->where, list);
+    }
+}
+
+static size_t npairs(const node_t *m)
+{
+    return m->n / 2;
+}
+
+static node_t *pair_v(const node_t *m, size_t i)
+{
+    return m->kids[2 * i + 1];
+}
+
+/* The key of pair i, or NULL (reported) when it is not a string or repeats an earlier key. */
+static const char *pair_key(ctx_t *x, const node_t *m, size_t i)
+{
+    const node_t *k = m->kids[2 * i];
+    if (k->kind != N_SCALAR || is_null(k)) {
+        err_at(x, k, "mapping keys must be plain strings");
+        return NULL;
+    }
+    for (size_t j = 0; j < i; j++) {
+        const node_t *o = m->kids[2 * j];
+        if (o->kind == N_SCALAR && !strcmp(o->str, k->str)) {
+            err_at(x, k, "duplicate key '%.60s' (first given at line %d)", k->str, o->line);
+            return NULL;
+        }
+    }
+    return k->str;
+}
+
+/* Value of the first occurrence of key in m, or NULL. */
+static node_t *find_key(const node_t *m, const char *key, node_t **knode)
+{
+    for (size_t i = 0; i < npairs(m); i++) {
+        node_t *k = m->kids[2 * i];
+        if (k->kind == N_SCALAR && !strcmp(k->str, key)) {
+            if (knode)
+                *knode = k;
+            return pair_v(m, i);
+        }
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- typed getters ------------- */
+
+static int need_scalar(ctx_t *x, const char *key, const node_t *v, const char *what)
+{
+    char b[96];
+    if (is_null(v)) {
+        err_at(x, v, "'%s' needs a value (%s)", key, what);
+        return -1;
+    }
+    if (v->kind != N_SCALAR) {
+        err_at(x, v, "'%s' must be %s, %s", key, what, describe(v, b, sizeof(b)));
+        return -1;
+    }
+    return 0;
+}
+
+static int get_str(ctx_t *x, const char *key, const node_t *v, char **out)
+{
+    if (need_scalar(x, key, v, "a string") < 0)
+        return -1;
+    char *s = strdup(v->str);
+    if (!s) {
+        x->nomem = 1;
+        return -1;
+    }
+    free(*out);
+    *out = s;
+    return 0;
+}
+
+static int get_bool(ctx_t *x, const char *key, const node_t *v, int *out)
+{
+    char b[96];
+    if (need_scalar(x, key, v, "true or false") < 0)
+        return -1;
+    if (bool_value(v->str, out) < 0) {
+        err_at(x, v, "'%s' must be true or false, %s", key, describe(v, b, sizeof(b)));
+        return -1;
+    }
+    return 0;
+}
+
+static int get_uint(ctx_t *x, const char *key, const node_t *v, uint64_t min, uint64_t max,
+                    uint64_t *out)
+{
+    char b[96], e[160];
+    uint64_t u;
+    if (need_scalar(x, key, v, "an integer") < 0)
+        return -1;
+    int rc = wl_parse_count(v->str, &u, e, sizeof(e));
+    if (rc == -ERANGE) {
+        err_at(x, v, "'%s' is too large: '%.40s' (maximum %llu)", key, v->str,
+               (unsigned long long)max);
+        return -1;
+    }
+    if (rc < 0) {
+        const char *s = v->str;
+        while (*s == ' ')
+            s++;
+        if (*s == '-' && wl_parse_count(s + 1, &u, NULL, 0) == 0)
+            err_at(x, v, "'%s' must be at least %llu, got %.40s", key, (unsigned long long)min, s);
+        else
+            err_at(x, v, "'%s' must be an integer, %s", key, describe(v, b, sizeof(b)));
+        return -1;
+    }
+    if (u < min) {
+        err_at(x, v, "'%s' must be at least %llu, got %llu", key, (unsigned long long)min,
+               (unsigned long long)u);
+        return -1;
+    }
+    if (u > max) {
+        err_at(x, v, "'%s' must be at most %llu, got %llu", key, (unsigned long long)max,
+               (unsigned long long)u);
+        return -1;
+    }
+    *out = u;
+    return 0;
+}
+
+static int get_u32(ctx_t *x, const char *key, const node_t *v, uint64_t min, uint64_t max,
+                   uint32_t *out)
+{
+    uint64_t u;
+    if (get_uint(x, key, v, min, max > UINT32_MAX ? UINT32_MAX : max, &u) < 0)
+        return -1;
+    *out = (uint32_t)u;
+    return 0;
+}
+
+static int get_double(ctx_t *x, const char *key, const node_t *v, double *out)
+{
+    char b[96];
+    if (need_scalar(x, key, v, "a number") < 0)
+        return -1;
+    char *end;
+    double d = strtod(v->str, &end);
+    while (*end == ' ')
+        end++;
+    if (end == v->str || *end || !isfinite(d)) {
+        err_at(x, v, "'%s' must be a number, %s", key, describe(v, b, sizeof(b)));
+        return -1;
+    }
+    *out = d;
+    return 0;
+}
+
+static int get_size(ctx_t *x, const char *key, const node_t *v, uint64_t *out)
+{
+    char e[200];
+    if (need_scalar(x, key, v, "a size such as 4096, 64KiB or 1.5GB") < 0)
+        return -1;
+    if (wl_parse_size(v->str, out, e, sizeof(e)) < 0) {
+        err_at(x, v, "'%s': %s", key, e);
+        return -1;
+    }
+    return 0;
+}
+
+static int get_duration(ctx_t *x, const char *key, const node_t *v, uint64_t *out)
+{
+    char e[200];
+    if (need_scalar(x, key, v, "a duration such as 30s, 5m or 1h30m") < 0)
+        return -1;
+    if (wl_parse_duration_ns(v->str, out, e, sizeof(e)) < 0) {
+        err_at(x, v, "'%s': %s", key, e);
+        return -1;
+    }
+    return 0;
+}
+
+static void or_list(const char *const *items, char *buf, size_t len)
+{
+    size_t n = 0, used = 0;
+    while (items[n])
+        n++;
+    buf[0] = 0;
+    for (size_t i = 0; i < n && used < len; i++) {
+        const char *sep = i == 0 ? "" : i + 1 == n ? " or " : ", ";
+        int w = snprintf(buf + used, len - used, "%s%s", sep, items[i]);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+}
+
+/* names: accepted spellings (NULL-terminated), vals: their values; shown: the canonical ones. */
+static int get_enum(ctx_t *x, const char *key, const node_t *v, const char *const *names,
+                    const int *vals, const char *const *shown, int *out)
+{
+    char list[256];
+    or_list(shown, list, sizeof(list));
+    if (need_scalar(x, key, v, list) < 0)
+        return -1;
+    for (size_t i = 0; names[i]; i++) {
+        if (!strcmp(v->str, names[i])) {
+            *out = vals[i];
+            return 0;
+        }
+    }
+    const char *s = suggest(v->str, shown);
+    if (s)
+        err_at(x, v, "unknown %s '%.40s'; did you mean '%s'?", key, v->str, s);
+    else
+        err_at(x, v, "unknown %s '%.40s' (expected %s)", key, v->str, list);
+    return -1;
+}
+
+static int need_map(ctx_t *x, const char *key, const node_t *v, const char *what)
+{
+    char b[96];
+    if (v->kind == N_MAP)
+        return 0;
+    err_at(x, v, "'%s' must be %s, %s", key, what, describe(v, b, sizeof(b)));
+    return -1;
+}
+
+/* Light URI check: a known scheme and something after "://". Relative file:// forms are resolved
+ * by the storage layer. */
+static int check_uri(ctx_t *x, const char *key, const node_t *v, const char *s)
+{
+    static const char *const schemes[] = {"file", "direct", "s3", "az", "gs", "gcs", NULL};
+    const char *sep = strstr(s, "://");
+    if (!sep) {
+        err_at(x, v,
+               "'%s' must be an absolute URI such as file:///abs/dir/ or s3://bucket/prefix/, "
+               "got '%.60s'",
+               key, s);
+        return -1;
+    }
+    size_t sl = (size_t)(sep - s);
+    size_t i;
+    for (i = 0; schemes[i]; i++)
+        if (strlen(schemes[i]) == sl && !strncmp(s, schemes[i], sl))
+            break;
+    if (!schemes[i]) {
+        err_at(x, v,
+               "unsupported URI scheme '%.*s' in '%.60s' (use file://, direct://, s3://, az:// or "
+               "gs://)",
+               (int)(sl > 20 ? 20 : sl), s, s);
+        return -1;
+    }
+    const char *rest = sep + 3;
+    if (!*rest) {
+        err_at(x, v, "'%s' has nothing after '%.*s://'", key, (int)sl, s);
+        return -1;
+    }
+    if (i >= 2 && *rest == '/') {
+        err_at(x, v, "'%s' '%.60s' has no bucket or account after '%.*s://'", key, s, (int)sl, s);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- size_spec ----------------- */
+
+static const char *const size_keys[] = {"type", "size", "min", "max", "mean", "std_dev", NULL};
+
+static void walk_size_spec(ctx_t *x, const char *key, const node_t *v, wl_size_spec_t *out)
+{
+    char b[96];
+    if (v->kind == N_SCALAR && !is_null(v)) {
+        uint64_t sz;
+        if (get_size(x, key, v, &sz) == 0) {
+            out->kind = WL_SIZE_FIXED;
+            out->fixed = sz;
+        }
+        return;
+    }
+    if (v->kind != N_MAP) {
+        err_at(x, v,
+               "'%s' must be a size or a mapping with 'type' (fixed, uniform or lognormal), %s",
+               key, describe(v, b, sizeof(b)));
+        return;
+    }
+    static const char *const tnames[] = {"fixed", "uniform", "lognormal", NULL};
+    static const int tvals[] = {WL_SIZE_FIXED, WL_SIZE_UNIFORM, WL_SIZE_LOGNORMAL};
+    int type = -1;
+    node_t *tv = find_key(v, "type", NULL);
+    if (!tv) {
+        err_at(x, v, "missing required key 'type' in %s (fixed, uniform or lognormal)", key);
+    } else if (get_enum(x, "type", tv, tnames, tvals, tnames, &type) < 0) {
+        type = -1;
+    }
+    char where[64];
+    snprintf(where, sizeof(where), "in %s", key);
+    keyset_t ks = {where, size_keys, NULL};
+    uint64_t size = 0, mn = 0, mx = 0, mean = 0, sd = 0;
+    const node_t *nsize = NULL, *nmin = NULL, *nmax = NULL, *nmean = NULL, *nsd = NULL;
+    int bad = 0;
+    for (size_t i = 0; i < npairs(v); i++) {
+        const char *k = pair_key(x, v, i);
+        const node_t *val = pair_v(v, i);
+        const node_t *kn = v->kids[2 * i];
+        if (!k)
+            continue;
+        uint64_t *dst = NULL;
+        const node_t **np = NULL;
+        int ok_fixed = 0, ok_uni = 0, ok_logn = 0;
+        if (!strcmp(k, "type"))
+            continue;
+        if (!strcmp(k, "size"))
+            dst = &size, np = &nsize, ok_fixed = 1;
+        else if (!strcmp(k, "min"))
+            dst = &mn, np = &nmin, ok_uni = ok_logn = 1;
+        else if (!strcmp(k, "max"))
+            dst = &mx, np = &nmax, ok_uni = ok_logn = 1;
+        else if (!strcmp(k, "mean"))
+            dst = &mean, np = &nmean, ok_logn = 1;
+        else if (!strcmp(k, "std_dev"))
+            dst = &sd, np = &nsd, ok_logn = 1;
+        if (!dst) {
+            unknown_key(x, kn, &ks);
+            bad = 1;
+            continue;
+        }
+        if ((type == WL_SIZE_FIXED && !ok_fixed) || (type == WL_SIZE_UNIFORM && !ok_uni) ||
+            (type == WL_SIZE_LOGNORMAL && !ok_logn)) {
+            err_at(x, kn, "'%s' does not apply to type: %s", k, tnames[type]);
+            bad = 1;
+            continue;
+        }
+        if (get_size(x, k, val, dst) < 0)
+            bad = 1;
+        else
+            *np = val;
+    }
+    if (type < 0)
+        return;
+    switch (type) {
+    case WL_SIZE_FIXED:
+        if (!nsize) {
+            if (!bad)
+                err_at(x, v, "missing required key 'size' in %s (type: fixed)", key);
+            return;
+        }
+        out->kind = WL_SIZE_FIXED;
+        out->fixed = size;
+        break;
+    case WL_SIZE_UNIFORM:
+        if (!nmin)
+            mn = 1024;
+        if (!nmax)
+            mx = 1048576;
+        if (nmin && mn == 0) {
+            err_at(x, nmin, "'min' must be greater than 0");
+            return;
+        }
+        if (mn > mx) {
+            const node_t *at = nmin ? nmin : nmax ? nmax : v;
+            err_at(x, at, "'min' (%llu) is larger than 'max' (%llu)%s", (unsigned long long)mn,
+                   (unsigned long long)mx,
+                   !nmin   ? " (min defaults to 1024)"
+                   : !nmax ? " (max defaults to 1048576)"
+                           : "");
+            return;
+        }
+        out->kind = WL_SIZE_UNIFORM;
+        out->min = mn;
+        out->max = mx;
+        break;
+    case WL_SIZE_LOGNORMAL:
+        if (!nmean && !bad)
+            err_at(x, v, "missing required key 'mean' in %s (type: lognormal)", key);
+        if (!nsd && !bad)
+            err_at(x, v, "missing required key 'std_dev' in %s (type: lognormal)", key);
+        if (!nmean || !nsd)
+            return;
+        if (!nmin)
+            mn = 1;
+        if (!nmax)
+            mx = UINT64_MAX;
+        if (mean == 0) {
+            err_at(x, nmean, "'mean' must be greater than 0");
+            return;
+        }
+        if (mn > mx) {
+            err_at(x, nmin ? nmin : v, "'min' (%llu) is larger than 'max' (%llu)",
+                   (unsigned long long)mn, (unsigned long long)mx);
+            return;
+        }
+        if (mean < mn || mean > mx) {
+            err_at(x, nmean, "'mean' (%llu) must lie between 'min' (%llu) and 'max' (%llu)",
+                   (unsigned long long)mean, (unsigned long long)mn, (unsigned long long)mx);
+            return;
+        }
+        out->kind = WL_SIZE_LOGNORMAL;
+        out->min = mn;
+        out->max = mx;
+        out->mean = (double)mean;
+        out->std_dev = (double)sd;
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---------------------------------------------------------------- shared enums -------------- */
+
+static const char *const fill_names[] = {"random", "zero", "prand", NULL};
+static const int fill_vals[] = {WL_FILL_RANDOM, WL_FILL_ZERO, WL_FILL_RANDOM};
+static const char *const fill_shown[] = {"random", "zero", "prand", NULL};
+
+static int get_fill(ctx_t *x, const node_t *v, wl_fill_t *out)
+{
+    int f;
+    if (get_enum(x, "fill", v, fill_names, fill_vals, fill_shown, &f) < 0)
+        return -1;
+    *out = (wl_fill_t)f;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- workload ------------------ */
+
+static const char *const op_keys[] = {"op",
+                                      "path",
+                                      "weight",
+                                      "concurrency",
+                                      "object_size",
+                                      "size_spec",
+                                      "size_distribution",
+                                      "fill",
+                                      "dedup_factor",
+                                      "compress_factor",
+                                      "recursive",
+                                      NULL};
+
+static int is_put_key(const char *k)
+{
+    return !strcmp(k, "object_size") || !strcmp(k, "size_spec") ||
+           !strcmp(k, "size_distribution") || !strcmp(k, "fill") || !strcmp(k, "dedup_factor") ||
+           !strcmp(k, "compress_factor");
+}
+
+static void walk_op(ctx_t *x, const node_t *m, const wl_config_t *c, wl_op_cfg_t *op)
+{
+    static const char *const onames[] = {"get",    "put",   "list",  "stat",
+                                         "delete", "mkdir", "rmdir", NULL};
+    static const int ovals[] = {WL_OP_GET,    WL_OP_PUT,   WL_OP_LIST, WL_OP_STAT,
+                                WL_OP_DELETE, WL_OP_MKDIR, WL_OP_RMDIR};
+    char b[96];
+    op->line = m->line;
+    op->col = m->col;
+    op->fill = WL_FILL_RANDOM;
+    op->dedup_factor = 1;
+    op->compress_factor = 1;
+    if (m->kind != N_MAP) {
+        err_at(x, m,
+               "each workload entry must be a mapping such as {op: get, path: data/, weight: 1}, "
+               "%s",
+               describe(m, b, sizeof(b)));
+        return;
+    }
+    int kind = -1;
+    node_t *ov = find_key(m, "op", NULL);
+    if (!ov)
+        err_at(x, m, "missing required key 'op' in workload entry");
+    else if (get_enum(x, "op", ov, onames, ovals, onames, &kind) == 0)
+        op->op = (wl_op_kind_t)kind;
+    keyset_t ks = {"in workload entry", op_keys, NULL};
+    const node_t *npath = NULL, *nweight = NULL, *nobj = NULL, *nspec = NULL;
+    const char *spec_key = NULL;
+    for (size_t i = 0; i < npairs(m); i++) {
+        const char *k = pair_key(x, m, i);
+        const node_t *v = pair_v(m, i);
+        const node_t *kn = m->kids[2 * i];
+        if (!k || !strcmp(k, "op"))
+            continue;
+        if (is_put_key(k) && kind >= 0 && kind != WL_OP_PUT) {
+            err_at(x, kn, "'%s' applies only to op: put", k);
+            continue;
+        }
+        if (!strcmp(k, "recursive") && kind >= 0 && kind != WL_OP_RMDIR) {
+            err_at(x, kn, "'recursive' applies only to op: rmdir");
+            continue;
+        }
+        if (!strcmp(k, "path")) {
+            npath = v;
+            if (get_str(x, k, v, &op->path) == 0 && strstr(op->path, "://"))
+                check_uri(x, k, v, op->path);
+        } else if (!strcmp(k, "weight")) {
+            nweight = v;
+            get_u32(x, k, v, 1, UINT32_MAX, &op->weight);
+        } else if (!strcmp(k, "concurrency")) {
+            get_u32(x, k, v, 1, MAX_CONCURRENCY, &op->concurrency);
+        } else if (!strcmp(k, "object_size")) {
+            if (nspec) {
+                err_at(x, kn, "give either 'object_size' or '%s', not both", spec_key);
+                continue;
+            }
+            nobj = v;
+            uint64_t sz;
+            if (get_size(x, k, v, &sz) == 0) {
+                op->size.kind = WL_SIZE_FIXED;
+                op->size.fixed = sz;
+            }
+        } else if (!strcmp(k, "size_spec") || !strcmp(k, "size_distribution")) {
+            if (nspec) {
+                err_at(x, kn, "'%s' and '%s' are the same setting; give only one", spec_key, k);
+                continue;
+            }
+            if (nobj) {
+                err_at(x, kn, "give either 'object_size' or '%s', not both", k);
+                continue;
+            }
+            nspec = v;
+            spec_key = k;
+            walk_size_spec(x, k, v, &op->size);
+        } else if (!strcmp(k, "fill")) {
+            get_fill(x, v, &op->fill);
+        } else if (!strcmp(k, "dedup_factor")) {
+            get_u32(x, k, v, 1, UINT32_MAX, &op->dedup_factor);
+        } else if (!strcmp(k, "compress_factor")) {
+            get_u32(x, k, v, 1, UINT32_MAX, &op->compress_factor);
+        } else if (!strcmp(k, "recursive")) {
+            get_bool(x, k, v, &op->recursive);
+        } else {
+            unknown_key(x, kn, &ks);
+        }
+    }
+    if (!nweight)
+        err_at(x, m, "missing required key 'weight' in workload entry");
+    if (kind == WL_OP_PUT && !nobj && !nspec)
+        err_at(x, m, "op: put needs 'object_size' or 'size_spec'");
+    if (!npath) {
+        if (c->target) {
+            op->path = strdup("");
+            if (!op->path)
+                x->nomem = 1;
+        } else {
+            err_at(x, m,
+                   "missing required key 'path' in workload entry (and there is no top-level "
+                   "'target' to use instead)");
+        }
+    } else if (op->path && !strstr(op->path, "://") && !c->target) {
+        err_at(x, npath,
+               "relative path '%.60s' needs a top-level 'target' (or write a full URI such as "
+               "file:///abs/dir/)",
+               op->path);
+    }
+}
+
+static void walk_workload(ctx_t *x, const node_t *v, wl_config_t *c)
+{
+    char b[96];
+    if (v->kind != N_SEQ) {
+        if (is_null(v))
+            return; /* treated as an empty list */
+        err_at(x, v, "'workload' must be a list of operations, %s", describe(v, b, sizeof(b)));
+        return;
+    }
+    if (!v->n)
+        return;
+    c->ops = calloc(v->n, sizeof(*c->ops));
+    if (!c->ops) {
+        x->nomem = 1;
+        return;
+    }
+    c->nops = v->n;
+    for (size_t i = 0; i < v->n; i++)
+        walk_op(x, v->kids[i], c, &c->ops[i]);
+}
+
+/* ---------------------------------------------------------------- prepare ------------------- */
+
+static const char *const ensure_keys[] = {
+    "base_uri", "count", "size_spec",    "size_distribution", "min_size",
+    "max_size", "fill",  "dedup_factor", "compress_factor",   NULL};
+
+static void walk_ensure(ctx_t *x, const node_t *m, wl_ensure_cfg_t *e)
+{
+    char b[96];
+    e->line = m->line;
+    e->col = m->col;
+    e->fill = WL_FILL_RANDOM;
+    e->dedup_factor = 1;
+    e->compress_factor = 1;
+    e->size.kind = WL_SIZE_FIXED;
+    e->size.fixed = MiB;
+    if (m->kind != N_MAP) {
+        err_at(x, m,
+               "each ensure_objects entry must be a mapping such as {base_uri: file:///d/, "
+               "count: 100, size_spec: 1MiB}, %s",
+               describe(m, b, sizeof(b)));
+        return;
+    }
+    keyset_t ks = {"in ensure_objects entry", ensure_keys, NULL};
+    const node_t *nbase = NULL, *ncount = NULL, *nspec = NULL, *nmin = NULL, *nmax = NULL;
+    const char *spec_key = NULL;
+    uint64_t mn = MiB, mx = MiB;
+    int minmax_ok = 1;
+    for (size_t i = 0; i < npairs(m); i++) {
+        const char *k = pair_key(x, m, i);
+        const node_t *v = pair_v(m, i);
+        const node_t *kn = m->kids[2 * i];
+        if (!k)
+            continue;
+        if (!strcmp(k, "base_uri")) {
+            nbase = v;
+            if (get_str(x, k, v, &e->base_uri) == 0)
+                check_uri(x, k, v, e->base_uri);
+        } else if (!strcmp(k, "count")) {
+            ncount = v;
+            get_uint(x, k, v, 1, UINT64_MAX, &e->count);
+        } else if (!strcmp(k, "size_spec") || !strcmp(k, "size_distribution")) {
+            if (nspec) {
+                err_at(x, kn, "'%s' and '%s' are the same setting; give only one", spec_key, k);
+                continue;
+            }
+            if (nmin || nmax) {
+                err_at(x, kn, "give either '%s' or 'min_size'/'max_size', not both", k);
+                continue;
+            }
+            nspec = v;
+            spec_key = k;
+            walk_size_spec(x, k, v, &e->size);
+        } else if (!strcmp(k, "min_size") || !strcmp(k, "max_size")) {
+            int is_min = k[1] == 'i';
+            if (nspec) {
+                err_at(x, kn, "give either '%s' or 'min_size'/'max_size', not both", spec_key);
+                continue;
+            }
+            if (is_min)
+                nmin = v;
+            else
+                nmax = v;
+            if (get_size(x, k, v, is_min ? &mn : &mx) < 0)
+                minmax_ok = 0;
+        } else if (!strcmp(k, "fill")) {
+            get_fill(x, v, &e->fill);
+        } else if (!strcmp(k, "dedup_factor")) {
+            get_u32(x, k, v, 1, UINT32_MAX, &e->dedup_factor);
+        } else if (!strcmp(k, "compress_factor")) {
+            get_u32(x, k, v, 1, UINT32_MAX, &e->compress_factor);
+        } else {
+            unknown_key(x, kn, &ks);
+        }
+    }
+    if (!nbase)
+        err_at(x, m, "missing required key 'base_uri' in ensure_objects entry");
+    if (!ncount)
+        err_at(x, m, "missing required key 'count' in ensure_objects entry");
+    if ((nmin || nmax) && minmax_ok) {
+        if (mn > mx) {
+            err_at(x, nmin ? nmin : nmax, "'min_size' (%llu) is larger than 'max_size' (%llu)%s",
+                   (unsigned long long)mn, (unsigned long long)mx,
+                   !nmin   ? " (min_size defaults to 1 MiB)"
+                   : !nmax ? " (max_size defaults to 1 MiB)"
+                           : "");
+        } else if (mn == mx) {
+            e->size.kind = WL_SIZE_FIXED;
+            e->size.fixed = mn;
+        } else {
+            e->size.kind = WL_SIZE_UNIFORM;
+            e->size.min = mn;
+            e->size.max = mx;
+        }
+    }
+}
+
+static const char *const prepare_keys[] = {
+    "ensure_objects",     "cleanup", "cleanup_mode", "skip_verification", "force_overwrite",
+    "post_prepare_delay", NULL};
+static const char *const prepare_unsup[] = {"directory_structure", "prepare_strategy",
+                                            "key_prefix_shards", "cleanup_only", NULL};
+
+static void walk_prepare(ctx_t *x, const node_t *v, wl_config_t *c)
+{
+    static const char *const cm_names[] = {"strict", "tolerant", "besteffort", "best_effort", NULL};
+    static const int cm_vals[] = {WL_CLEANUP_STRICT, WL_CLEANUP_TOLERANT, WL_CLEANUP_BESTEFFORT,
+                                  WL_CLEANUP_BESTEFFORT};
+    static const char *const cm_shown[] = {"strict", "tolerant", "besteffort", NULL};
+    wl_prepare_cfg_t *p = &c->prepare;
+    p->present = 1;
+    if (is_null(v))
+        return;
+    if (need_map(x, "prepare", v, "a mapping (ensure_objects, cleanup, ...)") < 0)
+        return;
+    keyset_t ks = {"in prepare", prepare_keys, prepare_unsup};
+    for (size_t i = 0; i < npairs(v); i++) {
+        const char *k = pair_key(x, v, i);
+        const node_t *val = pair_v(v, i);
+        const node_t *kn = v->kids[2 * i];
+        char b[96];
+        if (!k)
+            continue;
+        if (!strcmp(k, "ensure_objects")) {
+            if (is_null(val))
+                continue;
+            if (val->kind != N_SEQ) {
+                err_at(x, val, "'ensure_objects' must be a list of object sets, %s",
+                       describe(val, b, sizeof(b)));
+                continue;
+            }
+            if (!val->n || p->ensure)
+                continue;
+            p->ensure = calloc(val->n, sizeof(*p->ensure));
+            if (!p->ensure) {
+                x->nomem = 1;
+                continue;
+            }
+            p->nensure = val->n;
+            for (size_t j = 0; j < val->n; j++)
+                walk_ensure(x, val->kids[j], &p->ensure[j]);
+        } else if (!strcmp(k, "cleanup")) {
+            get_bool(x, k, val, &p->cleanup);
+        } else if (!strcmp(k, "cleanup_mode")) {
+            int mode;
+            if (get_enum(x, k, val, cm_names, cm_vals, cm_shown, &mode) == 0)
+                p->cleanup_mode = (wl_cleanup_mode_t)mode;
+        } else if (!strcmp(k, "skip_verification")) {
+            get_bool(x, k, val, &p->skip_verification);
+        } else if (!strcmp(k, "force_overwrite")) {
+            get_bool(x, k, val, &p->force_overwrite);
+        } else if (!strcmp(k, "post_prepare_delay")) {
+            get_duration(x, k, val, &p->post_prepare_delay_ns);
+        } else {
+            unknown_key(x, kn, &ks);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- io_rate, errors, perf ----- */
+
+static const char *const rate_keys[] = {"iops", "distribution", NULL};
+
+static void walk_io_rate(ctx_t *x, const node_t *v, wl_config_t *c)
+{
+    static const char *const dnames[] = {"exponential", "uniform", "deterministic", NULL};
+    static const int dvals[] = {WL_RATE_EXPONENTIAL, WL_RATE_UNIFORM, WL_RATE_DETERMINISTIC};
+    if (need_map(x, "io_rate", v, "a mapping such as {iops: 1000, distribution: exponential}") < 0)
+        return;
+    c->io_rate.present = 1;
+    keyset_t ks = {"in io_rate", rate_keys, NULL};
+    int have_iops = 0;
+    for (size_t i = 0; i < npairs(v); i++) {
+        const char *k = pair_key(x, v, i);
+        const node_t *val = pair_v(v, i);
+        const node_t *kn = v->kids[2 * i];
+        if (!k)
+            continue;
+        if (!strcmp(k, "iops")) {
+            have_iops = 1;
+            if (val->kind == N_SCALAR && !strcasecmp(val->str, "max")) {
+                c->io_rate.iops = 0;
+                continue;
+            }
+            double d;
+            if (get_double(x, k, val, &d) < 0)
+                continue;
+            if (d < 0) {
+                err_at(x, val, "'iops' must be greater than 0 (or 0 or 'max' for no limit), got %s",
+                       val->str);
+                continue;
+            }
+            c->io_rate.iops = d;
+        } else if (!strcmp(k, "distribution")) {
+            int dist;
+            if (get_enum(x, k, val, dnames, dvals, dnames, &dist) == 0)
+                c->io_rate.distribution = (wl_rate_dist_t)dist;
+        } else {
+            unknown_key(x, kn, &ks);
+        }
+    }
+    if (!have_iops)
+        err_at(x, v, "missing required key 'iops' in io_rate (a number, or 'max')");
+}
+
+static const char *const errh_keys[] = {"max_total_errors",
+                                        "error_rate_threshold",
+                                        "backoff_duration",
+                                        "error_rate_window",
+                                        "retry_on_error",
+                                        "max_retries",
+                                        "initial_retry_delay_ms",
+                                        "max_retry_delay_ms",
+                                        "retry_backoff_multiplier",
+                                        "retry_jitter_factor",
+                                        NULL};
+
+static void walk_errh(ctx_t *x, const node_t *v, wl_config_t *c)
+{
+    wl_errh_cfg_t *e = &c->errh;
+    if (is_null(v))
+        return;
+    if (need_map(x, "error_handling", v, "a mapping (max_total_errors, retry_on_error, ...)") < 0)
+        return;
+    keyset_t ks = {"in error_handling", errh_keys, NULL};
+    const node_t *ninit = NULL;
+    int delays_ok = 1;
+    for (size_t i = 0; i < npairs(v); i++) {
+        const char *k = pair_key(x, v, i);
+        const node_t *val = pair_v(v, i);
+        const node_t *kn = v->kids[2 * i];
+        double d;
+        if (!k)
+            continue;
+        if (!strcmp(k, "max_total_errors")) {
+            get_uint(x, k, val, 0, UINT64_MAX, &e->max_total_errors);
+        } else if (!strcmp(k, "error_rate_threshold")) {
+            if (get_double(x, k, val, &d) < 0)
+                continue;
+            if (d < 0)
+                err_at(x, val, "'error_rate_threshold' must be 0 or more, got %s", val->str);
+            else
+                e->error_rate_threshold = d;
+        } else if (!strcmp(k, "backoff_duration")) {
+            get_duration(x, k, val, &e->backoff_duration_ns);
+        } else if (!strcmp(k, "error_rate_window")) {
+            uint64_t ns;
+            if (get_duration(x, k, val, &ns) < 0)
+                continue;
+            if (ns == 0)
+                err_at(x, val, "'error_rate_window' must be greater than 0");
+            else
+                e->error_rate_window_ns = ns;
+        } else if (!strcmp(k, "retry_on_error")) {
+            get_bool(x, k, val, &e->retry_on_error);
+        } else if (!strcmp(k, "max_retries")) {
+            get_u32(x, k, val, 0, 1000000, &e->max_retries);
+        } else if (!strcmp(k, "initial_retry_delay_ms")) {
+            ninit = val;
+            if (get_uint(x, k, val, 0, UINT64_MAX / 1000000, &e->initial_retry_delay_ms) < 0)
+                delays_ok = 0;
+        } else if (!strcmp(k, "max_retry_delay_ms")) {
+            if (get_uint(x, k, val, 0, UINT64_MAX / 1000000, &e->max_retry_delay_ms) < 0)
+                delays_ok = 0;
+        } else if (!strcmp(k, "retry_backoff_multiplier")) {
+            if (get_double(x, k, val, &d) < 0)
+                continue;
+            if (d < 1.0)
+                err_at(x, val, "'retry_backoff_multiplier' must be at least 1.0, got %s", val->str);
+            else
+                e->retry_backoff_multiplier = d;
+        } else if (!strcmp(k, "retry_jitter_factor")) {
+            if (get_double(x, k, val, &d) < 0)
+                continue;
+            if (d < 0 || d > 1)
+                err_at(x, val, "'retry_jitter_factor' must be between 0 and 1, got %s", val->str);
+            else
+                e->retry_jitter_factor = d;
+        } else {
+            unknown_key(x, kn, &ks);
+        }
+    }
+    if (delays_ok && e->initial_retry_delay_ms > e->max_retry_delay_ms)
+        err_at(x, ninit ? ninit : v,
+               "'initial_retry_delay_ms' (%llu) is larger than 'max_retry_delay_ms' (%llu)",
+               (unsigned long long)e->initial_retry_delay_ms,
+               (unsigned long long)e->max_retry_delay_ms);
+}
+
+static const char *const perf_keys[] = {"interval", NULL};
+
+static void walk_perf_log(ctx_t *x, const node_t *v, wl_config_t *c)
+{
+    c->perf_log.present = 1;
+    if (is_null(v))
+        return;
+    if (need_map(x, "perf_log", v, "a mapping such as {interval: 1s}") < 0)
+        return;
+    keyset_t ks = {"in perf_log", perf_keys, NULL};
+    for (size_t i = 0; i < npairs(v); i++) {
+        const char *k = pair_key(x, v, i);
+        const node_t *val = pair_v(v, i);
+        const node_t *kn = v->kids[2 * i];
+        if (!k)
+            continue;
+        if (!strcmp(k, "interval")) {
+            uint64_t ns;
+            if (get_duration(x, k, val, &ns) < 0)
+                continue;
+            if (ns == 0)
+                err_at(x, val, "'interval' must be greater than 0");
+            else
+                c->perf_log.interval_ns = ns;
+        } else if (!strcmp(k, "path")) {
+            err_at(x, kn,
+                   "'path' is not accepted in perf_log: perf_log.tsv always goes into the "
+                   "results directory");
+        } else {
+            unknown_key(x, kn, &ks);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- top level ----------------- */
+
+static const char *const top_keys[] = {"target",         "duration", "concurrency",
+                                       "workload",       "prepare",  "io_rate",
+                                       "error_handling", "perf_log", NULL};
+static const char *const top_unsup[] = {"distributed",
+                                        "multi_endpoint",
+                                        "range_engine",
+                                        "page_cache_mode",
+                                        "processes",
+                                        "processing_mode",
+                                        "op_log_path",
+                                        "warmup_period",
+                                        "cache_checkpoint_interval_secs",
+                                        "enable_metadata_cache",
+                                        "s3dlio_optimization",
+                                        "dynamic_put_pool",
+                                        "autotune",
+                                        "distributed_env",
+                                        NULL};
+
+static void walk_top(ctx_t *x, const node_t *root, wl_config_t *c)
+{
+    char b[96];
+    if (!root || is_null(root)) {
+        err_at_lc(x, 1, 1, "the config is empty; it needs at least a 'workload' list");
+        return;
+    }
+    if (root->kind != N_MAP) {
+        err_at(x, root, "the top level must be a mapping of keys (target, workload, ...), %s",
+               describe(root, b, sizeof(b)));
+        return;
+    }
+    keyset_t ks = {"at top level", top_keys, top_unsup};
+    const node_t *nwl = NULL, *nprep = NULL;
+    /* The target first: op paths are checked against it. */
+    node_t *tv = find_key(root, "target", NULL);
+    if (tv && get_str(x, "target", tv, &c->target) == 0 &&
+        check_uri(x, "target", tv, c->target) < 0) {
+        free(c->target);
+        c->target = strdup("file:///invalid/"); /* keeps op checks quiet */
+        if (!c->target)
+            x->nomem = 1;
+    }
+    for (size_t i = 0; i < npairs(root); i++) {
+        const char *k = pair_key(x, root, i);
+        const node_t *v = pair_v(root, i);
+        const node_t *kn = root->kids[2 * i];
+        if (!k)
+            continue;
+        if (!strcmp(k, "target")) {
+            continue;
+        } else if (!strcmp(k, "duration")) {
+            uint64_t ns;
+            if (get_duration(x, k, v, &ns) < 0)
+                continue;
+            if (ns == 0)
+                err_at(x, v, "'duration' must be greater than 0");
+            else
+                c->duration_ns = ns;
+        } else if (!strcmp(k, "concurrency")) {
+            get_u32(x, k, v, 1, MAX_CONCURRENCY, &c->concurrency);
+        } else if (!strcmp(k, "workload")) {
+            nwl = v;
+        } else if (!strcmp(k, "prepare")) {
+            nprep = v;
+            walk_prepare(x, v, c);
+        } else if (!strcmp(k, "io_rate")) {
+            walk_io_rate(x, v, c);
+        } else if (!strcmp(k, "error_handling")) {
+            walk_errh(x, v, c);
+        } else if (!strcmp(k, "perf_log")) {
+            walk_perf_log(x, v, c);
+        } else {
+            unknown_key(x, kn, &ks);
+        }
+    }
+    if (nwl)
+        walk_workload(x, nwl, c);
+    if (!nwl && !nprep)
+        err_at(x, root,
+               "nothing to run: the config needs a 'workload' list (or a 'prepare' block)");
+    else if (nwl && !nprep && (is_null(nwl) || (nwl->kind == N_SEQ && nwl->n == 0)))
+        err_at(x, nwl, "'workload' is empty and there is no 'prepare' block: nothing to run");
+}
+
+/* ---------------------------------------------------------------- load / free --------------- */
+
+void wl_config_defaults(wl_config_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->duration_ns = 60ULL * 1000000000ULL;
+    c->concurrency = 16;
+    c->prepare.cleanup_mode = WL_CLEANUP_TOLERANT;
+    c->io_rate.distribution = WL_RATE_EXPONENTIAL;
+    c->errh.max_total_errors = 100;
+    c->errh.error_rate_threshold = 5.0;
+    c->errh.backoff_duration_ns = 5ULL * 1000000000ULL;
+    c->errh.error_rate_window_ns = 1000000000ULL;
+    c->errh.retry_on_error = 0;
+    c->errh.max_retries = 3;
+    c->errh.initial_retry_delay_ms = 100;
+    c->errh.max_retry_delay_ms = 5000;
+    c->errh.retry_backoff_multiplier = 2.0;
+    c->errh.retry_jitter_factor = 0.25;
+    c->perf_log.interval_ns = 1000000000ULL;
+}
+
+void wl_config_free(wl_config_t *c)
+{
+    if (!c)
+        return;
+    free(c->source);
+    free(c->target);
+    for (size_t i = 0; i < c->nops; i++)
+        free(c->ops[i].path);
+    free(c->ops);
+    for (size_t i = 0; i < c->prepare.nensure; i++)
+        free(c->prepare.ensure[i].base_uri);
+    free(c->prepare.ensure);
+    memset(c, 0, sizeof(*c));
+}
+
+static int diag_cmp(const wl_diag_t *a, const wl_diag_t *b)
+{
+    if (a->line != b->line)
+        return a->line < b->line ? -1 : 1;
+    if (a->col != b->col)
+        return a->col < b->col ? -1 : 1;
+    return 0;
+}
+
+/* Stable sort of this load's diagnostics by position, dropping exact repeats (a node reached
+ * twice through an alias reports the same problem twice). */
+static void diags_finish(ctx_t *x)
+{
+    wl_diags_t *d = x->d;
+    if (d->n == x->first)
+        return; /* also: d->v may be NULL */
+    wl_diag_t *v = d->v + x->first;
+    size_t n = d->n - x->first;
+    for (size_t i = 1; i < n; i++) {
+        wl_diag_t t = v[i];
+        size_t j = i;
+        while (j > 0 && diag_cmp(&v[j - 1], &t) > 0) {
+            v[j] = v[j - 1];
+            j--;
+        }
+        v[j] = t;
+    }
+    size_t out = 0;
+    for (size_t i = 0; i < n; i++) {
+        int dup = 0;
+        for (size_t j = out; j-- > 0 && !diag_cmp(&v[j], &v[i]);)
+            if (!strcmp(v[j].msg, v[i].msg))
+                dup = 1;
+        if (dup)
+            free(v[i].msg);
+        else
+            v[out++] = v[i];
+    }
+    d->n = x->first + out;
+    if (x->dropped)
+        err_at_lc(x, 0, 0, "too many errors; %zu more were not shown", x->dropped);
+}
+
+static int set_source(wl_diags_t *d, const char *source)
+{
+    char *s = strdup(source ? source : "<config>");
+    if (!s)
+        return -ENOMEM;
+    free(d->source);
+    d->source = s;
+    return 0;
+}
+
+int wl_config_load_string(const char *source, const char *text, size_t len, wl_config_t *c,
+                          wl_diags_t *d)
+{
+    wl_diags_t local;
+    if (!d) {
+        wl_diags_init(&local);
+        d = &local;
+    }
+    ctx_t x;
+    memset(&x, 0, sizeof(x));
+    x.d = d;
+    x.first = d->n;
+    wl_config_defaults(c);
+    int rc = set_source(d, source);
+    if (rc == 0) {
+        int bad;
+        node_t *root = parse_tree(&x, text ? text : "", text ? len : 0, &bad);
+        if (!bad && !x.nomem)
+            walk_top(&x, root, c);
+        tree_free(&x);
+        if (!x.nomem)
+            diags_finish(&x);
+        if (x.nomem)
+            rc = -ENOMEM;
+        else if (d->n > x.first)
+            rc = WL_ECONFIG;
+        else if (!(c->source = strdup(source ? source : "<config>")))
+            rc = -ENOMEM;
+    }
+    if (rc != 0)
+        wl_config_free(c);
+    if (d == &local)
+        wl_diags_free(&local);
+    return rc;
+}
+
+int wl_config_load_file(const char *path, wl_config_t *c, wl_diags_t *d)
+{
+    wl_diags_t local;
+    if (!d) {
+        wl_diags_init(&local);
+        d = &local;
+    }
+    memset(c, 0, sizeof(*c));
+    int rc = 0;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        rc = -errno;
+    } else {
+        size_t cap = 0;
+        for (;;) {
+            if (len == cap) {
+                size_t ncap = cap ? cap * 2 : 65536;
+                char *nb = realloc(buf, ncap + 1);
+                if (!nb) {
+                    rc = -ENOMEM;
+                    break;
+                }
+                buf = nb;
+                cap = ncap;
+            }
+            size_t r = fread(buf + len, 1, cap - len, f);
+            len += r;
+            if (r == 0) {
+                if (ferror(f))
+                    rc = -(errno ? errno : EIO);
+                break;
+            }
+        }
+        fclose(f);
+    }
+    if (rc != 0) {
+        ctx_t x;
+        memset(&x, 0, sizeof(x));
+        x.d = d;
+        x.first = d->n;
+        if (set_source(d, path) == 0)
+            err_at_lc(&x, 0, 0, "cannot read config: %s", strerror(-rc));
+        free(buf);
+        if (d == &local)
+            wl_diags_free(&local);
+        return rc;
+    }
+    rc = wl_config_load_string(path, buf ? buf : "", len, c, d);
+    free(buf);
+    if (d == &local)
+        wl_diags_free(&local);
+    return rc;
+}
+
+int wl_config_op_uri(const wl_config_t *c, const wl_op_cfg_t *op, char *out, size_t len)
+{
+    const char *path = op->path ? op->path : "";
+    int n;
+    if (strstr(path, "://")) {
+        n = snprintf(out, len, "%s", path);
+    } else {
+        if (!c->target)
+            return -EINVAL;
+        size_t tl = strlen(c->target);
+        int tslash = tl > 0 && c->target[tl - 1] == '/';
+        while (*path == '/')
+            path++;
+        if (!*path)
+            n = snprintf(out, len, "%s", c->target);
+        else
+            n = snprintf(out, len, "%s%s%s", c->target, tslash ? "" : "/", path);
+    }
+    if (n < 0 || (size_t)n >= len)
+        return -EINVAL;
+    return 0;
+}

@@ -261,13 +261,18 @@ static void mkdir_key(const wl_run_t *r, const opdesc_t *od, int core, uint64_t 
              core, seq);
 }
 
-/* Normalised "scheme:path" for comparing directory URIs. */
+/* Normalised "scheme://[endpoint|]authority/path/" for comparing directory URIs. */
 static int norm_dir(const char *uri, char *out, size_t len)
 {
     sto_uri_t u;
     if (sto_uri_parse(uri, &u, NULL, 0) != 0) return -1;
-    snprintf(out, len, "%s://%s%s%s", sto_scheme_name(u.scheme), u.authority, u.path,
-             (u.path[0] && u.path[strlen(u.path) - 1] == '/') ? "" : "/");
+    size_t pl = strlen(u.path);
+    int slash = pl && u.path[pl - 1] == '/';
+    if (u.scheme == STO_SCHEME_FILE || u.scheme == STO_SCHEME_DIRECT)
+        snprintf(out, len, "%s://%s%s", sto_scheme_name(u.scheme), u.path, slash ? "" : "/");
+    else
+        snprintf(out, len, "%s://%s|%s/%s%s", sto_scheme_name(u.scheme), u.endpoint, u.authority,
+                 u.path, (pl && !slash) ? "/" : "");
     return 0;
 }
 
@@ -1694,6 +1699,7 @@ void wl_run_destroy(wl_run_t *r)
         uv_close((uv_handle_t *)&r->abort_async, NULL);
         rx_mailbox_close(&r->mb, NULL);
         uv_run(&r->loop, UV_RUN_DEFAULT);
+        rx_mailbox_destroy(&r->mb);
         uv_loop_close(&r->loop);
     }
     for (int i = 0; i < r->nops; i++) {

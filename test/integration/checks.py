@@ -306,7 +306,7 @@ def t_max_errors():
     cfg = write(os.path.join(cwd, "err.yaml"), """target: "file://./data/"
 duration: 60s
 concurrency: 4
-error_handling: { max_total_errors: 50 }
+error_handling: { max_total_errors: 50, error_rate_threshold: 0 }
 workload:
   - { op: get, path: "does-not-exist.dat", weight: 1 }
 """)

@@ -1,1 +1,649 @@
-/* placeholder: being written */ int main(void) { return 77; }
+/* The strict config loader: a full config, defaults, aliases, the bad-YAML corpus
+ * (test/config-errors/NN-name.yaml + .expect), file loading, URI joins, sizes and the plan. */
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "wl/config.h"
+#include "wl/err.h"
+
+#ifndef SRCDIR
+#define SRCDIR "."
+#endif
+
+#define NS 1000000000ULL
+#define KiB 1024ULL
+#define MiB (1024ULL * 1024ULL)
+
+static int load(const char *text, wl_config_t *c, wl_diags_t *d)
+{
+    wl_diags_init(d);
+    return wl_config_load_string("t.yaml", text, strlen(text), c, d);
+}
+
+/* Loads text that must be valid; prints diagnostics otherwise. */
+static void load_ok(const char *text, wl_config_t *c)
+{
+    wl_diags_t d;
+    int rc = load(text, c, &d);
+    if (rc != 0) {
+        char buf[1024];
+        for (size_t i = 0; i < d.n; i++) {
+            wl_diag_format(&d, i, buf, sizeof(buf));
+            print_error("%s\n", buf);
+        }
+        wl_diags_free(&d);
+        fail_msg("config rejected (rc %d)", rc);
+    }
+    assert_int_equal(d.n, 0);
+    wl_diags_free(&d);
+}
+
+/* Loads text that must fail with exactly one diagnostic equal to want. */
+static void load_bad1(const char *text, const char *want)
+{
+    wl_config_t c;
+    wl_diags_t d;
+    char buf[1024] = "";
+    int rc = load(text, &c, &d);
+    assert_int_equal(rc, WL_ECONFIG);
+    if (d.n >= 1)
+        wl_diag_format(&d, 0, buf, sizeof(buf));
+    if (d.n != 1 || strcmp(buf, want))
+        fail_msg("%zu diagnostics; first:\n  got  %s\n  want %s", d.n, buf, want);
+    assert_null(c.ops);
+    assert_null(c.target);
+    wl_diags_free(&d);
+}
+
+static const char full_yaml[] =
+    "# every key this build supports\n"
+    "target: \"file:///tmp/sai3/\"\n"
+    "duration: 1m30s\n"
+    "concurrency: 1_024\n"
+    "perf_log: { interval: 500ms }\n"
+    "error_handling:\n"
+    "  max_total_errors: 1,000\n"
+    "  error_rate_threshold: 2.5\n"
+    "  backoff_duration: 2s\n"
+    "  error_rate_window: 3\n"
+    "  retry_on_error: yes\n"
+    "  max_retries: 7\n"
+    "  initial_retry_delay_ms: 50\n"
+    "  max_retry_delay_ms: 8000\n"
+    "  retry_backoff_multiplier: 1.5\n"
+    "  retry_jitter_factor: 0.1\n"
+    "io_rate: { iops: 5000, distribution: deterministic }\n"
+    "prepare:\n"
+    "  cleanup: on\n"
+    "  cleanup_mode: strict\n"
+    "  skip_verification: true\n"
+    "  force_overwrite: yes\n"
+    "  post_prepare_delay: 5\n"
+    "  ensure_objects:\n"
+    "    - base_uri: \"file:///tmp/sai3/data/\"\n"
+    "      count: 100_000\n"
+    "      size_spec: { type: lognormal, mean: 1MiB, std_dev: 512KiB, min: 1KiB, max: 10MiB }\n"
+    "      fill: prand\n"
+    "      dedup_factor: 2\n"
+    "      compress_factor: 3\n"
+    "    - base_uri: \"s3://bucket/small/\"\n"
+    "      count: 1 000\n"
+    "      min_size: 4KiB\n"
+    "      max_size: 64KiB\n"
+    "      fill: zero\n"
+    "    - base_uri: \"gs://bucket/fixed/\"\n"
+    "      count: 10\n"
+    "      size_distribution: 16KiB\n"
+    "workload:\n"
+    "  - &g { op: get, path: \"data/**/prepared-*.dat\", weight: 60 }\n"
+    "  - { op: put, path: \"new/\", object_size: 1MiB, weight: 25, concurrency: 8, fill: zero,\n"
+    "      dedup_factor: 4, compress_factor: 2 }\n"
+    "  - { op: put, path: \"s3://other/x/\", size_spec: { type: uniform, min: 1KiB, max: 8KiB },\n"
+    "      weight: 5 }\n"
+    "  - { op: put, path: \"new2/\", size_distribution: { type: fixed, size: 2KiB }, weight: 1 }\n"
+    "  - { op: stat, path: \"data/\", weight: 5 }\n"
+    "  - { op: list, path: \"/data/\", weight: 5 }\n"
+    "  - { op: delete, path: \"data/x\", weight: 5 }\n"
+    "  - { op: mkdir, path: \"dirs/\", weight: 1 }\n"
+    "  - op: rmdir\n"
+    "    path: dirs/\n"
+    "    weight: 1\n"
+    "    recursive: true\n"
+    "  - *g\n";
+
+static void test_full(void **state)
+{
+    wl_config_t c;
+    (void)state;
+    load_ok(full_yaml, &c);
+    assert_string_equal(c.source, "t.yaml");
+    assert_string_equal(c.target, "file:///tmp/sai3/");
+    assert_true(c.duration_ns == 90 * NS);
+    assert_int_equal(c.concurrency, 1024);
+
+    assert_true(c.perf_log.present);
+    assert_true(c.perf_log.interval_ns == 500000000ULL);
+
+    assert_true(c.errh.max_total_errors == 1000);
+    assert_true(c.errh.error_rate_threshold == 2.5);
+    assert_true(c.errh.backoff_duration_ns == 2 * NS);
+    assert_true(c.errh.error_rate_window_ns == 3 * NS);
+    assert_true(c.errh.retry_on_error);
+    assert_int_equal(c.errh.max_retries, 7);
+    assert_true(c.errh.initial_retry_delay_ms == 50);
+    assert_true(c.errh.max_retry_delay_ms == 8000);
+    assert_true(c.errh.retry_backoff_multiplier == 1.5);
+    assert_true(c.errh.retry_jitter_factor == 0.1);
+
+    assert_true(c.io_rate.present);
+    assert_true(c.io_rate.iops == 5000.0);
+    assert_int_equal(c.io_rate.distribution, WL_RATE_DETERMINISTIC);
+
+    const wl_prepare_cfg_t *p = &c.prepare;
+    assert_true(p->present);
+    assert_true(p->cleanup);
+    assert_int_equal(p->cleanup_mode, WL_CLEANUP_STRICT);
+    assert_true(p->skip_verification);
+    assert_true(p->force_overwrite);
+    assert_true(p->post_prepare_delay_ns == 5 * NS);
+    assert_int_equal(p->nensure, 3);
+    const wl_ensure_cfg_t *e = &p->ensure[0];
+    assert_string_equal(e->base_uri, "file:///tmp/sai3/data/");
+    assert_true(e->count == 100000);
+    assert_int_equal(e->size.kind, WL_SIZE_LOGNORMAL);
+    assert_true(e->size.mean == (double)MiB);
+    assert_true(e->size.std_dev == 512.0 * KiB);
+    assert_true(e->size.min == KiB);
+    assert_true(e->size.max == 10 * MiB);
+    assert_int_equal(e->fill, WL_FILL_RANDOM);
+    assert_int_equal(e->dedup_factor, 2);
+    assert_int_equal(e->compress_factor, 3);
+    assert_int_equal(e->line, 25);
+    assert_int_equal(e->col, 7);
+    e = &p->ensure[1];
+    assert_string_equal(e->base_uri, "s3://bucket/small/");
+    assert_true(e->count == 1000);
+    assert_int_equal(e->size.kind, WL_SIZE_UNIFORM);
+    assert_true(e->size.min == 4 * KiB && e->size.max == 64 * KiB);
+    assert_int_equal(e->fill, WL_FILL_ZERO);
+    assert_int_equal(e->dedup_factor, 1);
+    assert_int_equal(e->compress_factor, 1);
+    e = &p->ensure[2];
+    assert_int_equal(e->size.kind, WL_SIZE_FIXED);
+    assert_true(e->size.fixed == 16 * KiB);
+
+    assert_int_equal(c.nops, 10);
+    const wl_op_cfg_t *o = c.ops;
+    assert_int_equal(o[0].op, WL_OP_GET);
+    assert_string_equal(o[0].path, "data/**/prepared-*.dat");
+    assert_int_equal(o[0].weight, 60);
+    assert_int_equal(o[0].concurrency, 0);
+    assert_int_equal(o[0].line, 40);
+    assert_int_equal(o[0].col, 5); /* libyaml marks the anchor */
+    assert_int_equal(o[1].op, WL_OP_PUT);
+    assert_int_equal(o[1].size.kind, WL_SIZE_FIXED);
+    assert_true(o[1].size.fixed == MiB);
+    assert_int_equal(o[1].weight, 25);
+    assert_int_equal(o[1].concurrency, 8);
+    assert_int_equal(o[1].fill, WL_FILL_ZERO);
+    assert_int_equal(o[1].dedup_factor, 4);
+    assert_int_equal(o[1].compress_factor, 2);
+    assert_int_equal(o[2].size.kind, WL_SIZE_UNIFORM);
+    assert_true(o[2].size.min == KiB && o[2].size.max == 8 * KiB);
+    assert_int_equal(o[2].fill, WL_FILL_RANDOM);
+    assert_int_equal(o[2].dedup_factor, 1);
+    assert_int_equal(o[3].size.kind, WL_SIZE_FIXED);
+    assert_true(o[3].size.fixed == 2 * KiB);
+    assert_int_equal(o[4].op, WL_OP_STAT);
+    assert_int_equal(o[5].op, WL_OP_LIST);
+    assert_int_equal(o[6].op, WL_OP_DELETE);
+    assert_int_equal(o[7].op, WL_OP_MKDIR);
+    assert_int_equal(o[8].op, WL_OP_RMDIR);
+    assert_true(o[8].recursive);
+    assert_int_equal(o[8].line, 50);
+    assert_int_equal(o[8].col, 5);
+    assert_int_equal(o[9].op, WL_OP_GET); /* the alias */
+    assert_string_equal(o[9].path, "data/**/prepared-*.dat");
+
+    char uri[256];
+    assert_int_equal(wl_config_op_uri(&c, &o[0], uri, sizeof(uri)), 0);
+    assert_string_equal(uri, "file:///tmp/sai3/data/**/prepared-*.dat");
+    assert_int_equal(wl_config_op_uri(&c, &o[2], uri, sizeof(uri)), 0);
+    assert_string_equal(uri, "s3://other/x/");
+    assert_int_equal(wl_config_op_uri(&c, &o[5], uri, sizeof(uri)), 0);
+    assert_string_equal(uri, "file:///tmp/sai3/data/");
+    assert_int_equal(wl_config_op_uri(&c, &o[0], uri, 10), -EINVAL);
+    wl_config_free(&c);
+    assert_null(c.ops);
+}
+
+static void test_defaults(void **state)
+{
+    wl_config_t c;
+    (void)state;
+    load_ok("target: file:///tmp/x\nworkload:\n  - {op: get, path: a, weight: 1}\n", &c);
+    assert_true(c.duration_ns == 60 * NS);
+    assert_int_equal(c.concurrency, 16);
+    assert_false(c.prepare.present);
+    assert_false(c.io_rate.present);
+    assert_false(c.perf_log.present);
+    assert_true(c.perf_log.interval_ns == NS);
+    assert_true(c.errh.max_total_errors == 100);
+    assert_true(c.errh.error_rate_threshold == 5.0);
+    assert_true(c.errh.backoff_duration_ns == 5 * NS);
+    assert_true(c.errh.error_rate_window_ns == NS);
+    assert_false(c.errh.retry_on_error);
+    assert_int_equal(c.errh.max_retries, 3);
+    assert_true(c.errh.initial_retry_delay_ms == 100);
+    assert_true(c.errh.max_retry_delay_ms == 5000);
+    assert_true(c.errh.retry_backoff_multiplier == 2.0);
+    assert_true(c.errh.retry_jitter_factor == 0.25);
+    assert_int_equal(c.nops, 1);
+    assert_int_equal(c.ops[0].concurrency, 0);
+    assert_false(c.ops[0].recursive);
+    char uri[128];
+    assert_int_equal(wl_config_op_uri(&c, &c.ops[0], uri, sizeof(uri)), 0);
+    assert_string_equal(uri, "file:///tmp/x/a");
+    wl_config_free(&c);
+
+    /* prepare defaults; prepare alone is a valid config */
+    load_ok("prepare:\n  ensure_objects:\n    - {base_uri: 'file:///tmp/p', count: 5}\n", &c);
+    assert_true(c.prepare.present);
+    assert_false(c.prepare.cleanup);
+    assert_int_equal(c.prepare.cleanup_mode, WL_CLEANUP_TOLERANT);
+    assert_false(c.prepare.skip_verification);
+    assert_false(c.prepare.force_overwrite);
+    assert_true(c.prepare.post_prepare_delay_ns == 0);
+    assert_int_equal(c.prepare.nensure, 1);
+    assert_int_equal(c.prepare.ensure[0].size.kind, WL_SIZE_FIXED);
+    assert_true(c.prepare.ensure[0].size.fixed == MiB);
+    assert_int_equal(c.prepare.ensure[0].fill, WL_FILL_RANDOM);
+    assert_int_equal(c.prepare.ensure[0].dedup_factor, 1);
+    assert_int_equal(c.nops, 0);
+    assert_null(c.target);
+    wl_config_free(&c);
+
+    /* uniform and lognormal defaults */
+    load_ok("target: s3://b/\n"
+            "workload:\n"
+            "  - {op: put, path: u/, weight: 1, size_spec: {type: uniform}}\n"
+            "  - {op: put, path: l/, weight: 1, size_spec: {type: lognormal, mean: 4096,"
+            " std_dev: 100}}\n"
+            "  - {op: get, weight: 1}\n",
+            &c);
+    assert_int_equal(c.ops[0].size.kind, WL_SIZE_UNIFORM);
+    assert_true(c.ops[0].size.min == 1024 && c.ops[0].size.max == 1048576);
+    assert_int_equal(c.ops[1].size.kind, WL_SIZE_LOGNORMAL);
+    assert_true(c.ops[1].size.min == 1 && c.ops[1].size.max == UINT64_MAX);
+    assert_string_equal(c.ops[2].path, ""); /* no path: the target itself */
+    assert_int_equal(wl_config_op_uri(&c, &c.ops[2], uri, sizeof(uri)), 0);
+    assert_string_equal(uri, "s3://b/");
+    wl_config_free(&c);
+}
+
+static void test_aliases(void **state)
+{
+    wl_config_t c;
+    (void)state;
+    load_ok("target: file:///tmp/x/\n"
+            "io_rate: {iops: max, distribution: uniform}\n"
+            "perf_log:\n"
+            "prepare:\n"
+            "  cleanup_mode: best_effort\n"
+            "  cleanup: YES\n"
+            "  skip_verification: Off\n"
+            "  post_prepare_delay: 1m\n"
+            "  ensure_objects:\n"
+            "    - {base_uri: 'direct:///tmp/d/', count: '1,000', min_size: 2KiB,"
+            " max_size: 2KiB, fill: prand}\n"
+            "error_handling: {error_rate_window: 250ms}\n"
+            "workload:\n"
+            "  - {op: put, path: n/, weight: 2, size_distribution: 1.5KiB}\n",
+            &c);
+    assert_true(c.io_rate.present);
+    assert_true(c.io_rate.iops == 0);
+    assert_int_equal(c.io_rate.distribution, WL_RATE_UNIFORM);
+    assert_true(c.perf_log.present);
+    assert_true(c.perf_log.interval_ns == NS);
+    assert_int_equal(c.prepare.cleanup_mode, WL_CLEANUP_BESTEFFORT);
+    assert_true(c.prepare.cleanup);
+    assert_false(c.prepare.skip_verification);
+    assert_true(c.prepare.post_prepare_delay_ns == 60 * NS);
+    assert_true(c.prepare.ensure[0].count == 1000);
+    assert_int_equal(c.prepare.ensure[0].size.kind, WL_SIZE_FIXED);
+    assert_true(c.prepare.ensure[0].size.fixed == 2048);
+    assert_int_equal(c.prepare.ensure[0].fill, WL_FILL_RANDOM);
+    assert_true(c.errh.error_rate_window_ns == 250000000ULL);
+    assert_int_equal(c.ops[0].size.kind, WL_SIZE_FIXED);
+    assert_true(c.ops[0].size.fixed == 1536);
+    wl_config_free(&c);
+
+    load_ok(
+        "target: file:///tmp/x/\nio_rate: {iops: 0}\nworkload: [{op: get, path: a, weight: 1}]\n",
+        &c);
+    assert_true(c.io_rate.present && c.io_rate.iops == 0);
+    assert_int_equal(c.io_rate.distribution, WL_RATE_EXPONENTIAL);
+    wl_config_free(&c);
+}
+
+static void test_single_errors(void **state)
+{
+    (void)state;
+    load_bad1("target: file:///x/\nworkload: [{op: get, path: a, weight: 1}]\nio_rate: {}\n",
+              "t.yaml:3:10: missing required key 'iops' in io_rate (a number, or 'max')");
+    load_bad1("target: file:///x/\nworkload: []\n",
+              "t.yaml:2:11: 'workload' is empty and there is no 'prepare' block: nothing to run");
+    load_bad1("target: file:///x/\nworkload: {op: get}\n",
+              "t.yaml:2:11: 'workload' must be a list of operations, got a mapping");
+    load_bad1("target: s3:///x/\nworkload: [{op: get, path: a, weight: 1}]\n",
+              "t.yaml:1:9: 'target' 's3:///x/' has no bucket or account after 's3://'");
+    load_bad1("target: file:///x/\nconcurrency: 99999999999999999999\n"
+              "workload: [{op: get, path: a, weight: 1}]\n",
+              "t.yaml:2:14: 'concurrency' is too large: '99999999999999999999' (maximum 1000000)");
+    load_bad1("target: file:///x/\nduration:\nworkload: [{op: get, path: a, weight: 1}]\n",
+              "t.yaml:2:10: 'duration' needs a value (a duration such as 30s, 5m or 1h30m)");
+    load_bad1("target: file:///x/\nworkload: [{op: get, path: a, weight: 1}]\n"
+              "error_handling: {retry_backoff_multiplier: .nan}\n",
+              "t.yaml:3:44: 'retry_backoff_multiplier' must be a number, got string '.nan'");
+    load_bad1("target: file:///x/\nworkload: [{op: get, path: a, weight: 1}]\n"
+              "prepare: {ensure_objects: [{base_uri: 'file:///y/', count: 1, size_spec: 1KiB,"
+              " min_size: 1}]}\n",
+              "t.yaml:3:80: give either 'size_spec' or 'min_size'/'max_size', not both");
+    load_bad1("target: file:///x/\nworkload:\n  - {op: put, path: a, weight: 1,"
+              " size_spec: {type: lognormal, mean: 1KiB, std_dev: 1, min: 2KiB}}\n",
+              "t.yaml:3:70: 'mean' (1024) must lie between 'min' (2048) and 'max' "
+              "(18446744073709551615)");
+    load_bad1("target: file:///x/\n{bad\n",
+              "t.yaml:3:1: syntax error: could not find expected ':' (while scanning a simple "
+              "key at line 2, column 1)");
+    load_bad1("x: \x80\n", "t.yaml:1:4: syntax error: invalid leading UTF-8 octet (byte 0x80)");
+}
+
+static void test_diag_api(void **state)
+{
+    wl_config_t c;
+    wl_diags_t d;
+    char buf[256];
+    (void)state;
+    /* a missing file: -errno and one diagnostic at line 0 */
+    wl_diags_init(&d);
+    int rc = wl_config_load_file("/nonexistent/dir/x.yaml", &c, &d);
+    assert_int_equal(rc, -ENOENT);
+    assert_int_equal(d.n, 1);
+    assert_int_equal(d.v[0].line, 0);
+    wl_diag_format(&d, 0, buf, sizeof(buf));
+    assert_string_equal(buf,
+                        "/nonexistent/dir/x.yaml: cannot read config: No such file or directory");
+    wl_diag_format(&d, 5, buf, sizeof(buf));
+    assert_string_equal(buf, "");
+    wl_diags_free(&d);
+    assert_null(c.target);
+
+    /* a real file */
+    wl_diags_init(&d);
+    rc = wl_config_load_file(SRCDIR "/test/config-errors/01-unknown-top-key.yaml", &c, &d);
+    assert_int_equal(rc, WL_ECONFIG);
+    assert_int_equal(d.n, 1);
+    assert_int_equal(d.v[0].line, 2);
+    assert_int_equal(d.v[0].col, 1);
+    assert_string_equal(d.source, SRCDIR "/test/config-errors/01-unknown-top-key.yaml");
+    wl_diags_free(&d);
+
+    /* NULL diags are allowed */
+    rc = wl_config_load_string("x", "a: 1", 4, &c, NULL);
+    assert_int_equal(rc, WL_ECONFIG);
+    rc = wl_config_load_string("x", "workload: [{op: get, path: 'file:///a', weight: 1}]", 51, &c,
+                               NULL);
+    assert_int_equal(rc, 0);
+    assert_string_equal(c.source, "x");
+    wl_config_free(&c);
+    wl_config_free(&c); /* idempotent on a zeroed config */
+}
+
+/* ---------------------------------------------------------------- corpus ------------------- */
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 4096;
+            char *nb = realloc(buf, cap + 1);
+            assert_non_null(nb);
+            buf = nb;
+        }
+        size_t r = fread(buf + n, 1, cap - n, f);
+        n += r;
+        if (r == 0)
+            break;
+    }
+    fclose(f);
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void test_corpus(void **state)
+{
+    const char *dir = SRCDIR "/test/config-errors";
+    (void)state;
+    DIR *dp = opendir(dir);
+    assert_non_null(dp);
+    char *names[512];
+    size_t nn = 0;
+    struct dirent *de;
+    while ((de = readdir(dp)) && nn < 512) {
+        size_t l = strlen(de->d_name);
+        if (l > 5 && !strcmp(de->d_name + l - 5, ".yaml"))
+            names[nn++] = strdup(de->d_name);
+    }
+    closedir(dp);
+    qsort(names, nn, sizeof(names[0]), name_cmp);
+    assert_true(nn >= 25);
+    int failures = 0;
+    for (size_t i = 0; i < nn; i++) {
+        char path[1024], epath[1024];
+        size_t len, elen;
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        snprintf(epath, sizeof(epath), "%s/%.*s.expect", dir, (int)(strlen(names[i]) - 5),
+                 names[i]);
+        char *text = slurp(path, &len);
+        char *want = slurp(epath, &elen);
+        assert_non_null(text);
+        if (!want) {
+            print_error("%s: no .expect file\n", names[i]);
+            failures++;
+            free(text);
+            continue;
+        }
+        wl_config_t c;
+        wl_diags_t d;
+        wl_diags_init(&d);
+        int rc = wl_config_load_string(names[i], text, len, &c, &d);
+        /* the actual output, one diagnostic per line */
+        size_t cap = 256 + d.n * 1100, used = 0;
+        char *got = malloc(cap);
+        assert_non_null(got);
+        got[0] = 0;
+        for (size_t k = 0; k < d.n; k++) {
+            wl_diag_format(&d, k, got + used, cap - used - 1);
+            used += strlen(got + used);
+            got[used++] = '\n';
+            got[used] = 0;
+        }
+        if (rc != WL_ECONFIG || d.n == 0) {
+            print_error("%s: expected WL_ECONFIG with diagnostics, got rc %d and %zu\n", names[i],
+                        rc, d.n);
+            failures++;
+        } else if (strcmp(got, want)) {
+            print_error("%s: diagnostics differ\n--- want\n%s--- got\n%s", names[i], want, got);
+            failures++;
+        }
+        assert_null(c.ops);
+        assert_null(c.prepare.ensure);
+        wl_diags_free(&d);
+        free(got);
+        free(want);
+        free(text);
+        free(names[i]);
+    }
+    assert_int_equal(failures, 0);
+}
+
+/* ---------------------------------------------------------------- sizes and plan ----------- */
+
+static void test_sizes(void **state)
+{
+    (void)state;
+    wl_size_spec_t fx = {.kind = WL_SIZE_FIXED, .fixed = 4096};
+    wl_size_spec_t un = {.kind = WL_SIZE_UNIFORM, .min = 1000, .max = 2000};
+    wl_size_spec_t ln = {.kind = WL_SIZE_LOGNORMAL,
+                         .min = 1024,
+                         .max = 4 * MiB,
+                         .mean = (double)MiB,
+                         .std_dev = 512.0 * KiB};
+    wl_rng_t r;
+    wl_rng_seed(&r, 42);
+    double sum = 0;
+    uint64_t lo = UINT64_MAX, hi = 0;
+    for (int i = 0; i < 20000; i++) {
+        assert_true(wl_size_sample(&fx, &r) == 4096);
+        uint64_t u = wl_size_sample(&un, &r);
+        assert_true(u >= 1000 && u <= 2000);
+        if (u < lo)
+            lo = u;
+        if (u > hi)
+            hi = u;
+        uint64_t l = wl_size_sample(&ln, &r);
+        assert_true(l >= 1024 && l <= 4 * MiB);
+        sum += (double)l;
+    }
+    assert_true(lo == 1000 && hi == 2000); /* inclusive on both ends */
+    double mean = sum / 20000.0;
+    double est = wl_size_mean(&ln);
+    assert_true(fabs(est - (double)MiB) < 0.02 * MiB); /* clamping barely moves it */
+    assert_true(fabs(mean - est) < 0.03 * est);
+    assert_true(wl_size_mean(&fx) == 4096.0);
+    assert_true(wl_size_mean(&un) == 1500.0);
+
+    /* clamped hard: mean far above max */
+    wl_size_spec_t cl = {
+        .kind = WL_SIZE_LOGNORMAL, .min = 1, .max = 1000, .mean = 1e6, .std_dev = 1.0};
+    assert_true(fabs(wl_size_mean(&cl) - 1000.0) < 1e-6);
+    assert_true(wl_size_sample(&cl, &r) == 1000);
+
+    /* per-index sizes are a pure function of (seed, index) */
+    for (uint64_t i = 0; i < 100; i++) {
+        assert_true(wl_size_for_index(&un, 7, i) == wl_size_for_index(&un, 7, i));
+        assert_true(wl_size_for_index(&fx, 7, i) == 4096);
+    }
+    int differ = 0;
+    for (uint64_t i = 0; i < 100; i++)
+        differ += wl_size_for_index(&un, 7, i) != wl_size_for_index(&un, 8, i);
+    assert_true(differ > 50);
+
+    wl_size_spec_t all = {.kind = WL_SIZE_UNIFORM, .min = 0, .max = UINT64_MAX};
+    (void)wl_size_sample(&all, &r);
+
+    assert_string_equal(wl_op_name(WL_OP_GET), "GET");
+    assert_string_equal(wl_op_name(WL_OP_DELETE), "DELETE");
+    assert_string_equal(wl_op_name(WL_OP_RMDIR), "RMDIR");
+    assert_string_equal(wl_op_name(WL_OP__COUNT), "?");
+}
+
+static void test_plan(void **state)
+{
+    wl_config_t c;
+    (void)state;
+    load_ok("target: file:///abs/sai3-data/\n"
+            "duration: 15s\n"
+            "prepare:\n"
+            "  cleanup: true\n"
+            "  ensure_objects:\n"
+            "    - {base_uri: 'file:///abs/sai3-data/data/', count: 1000,"
+            " size_spec: {type: uniform, min: 4KiB, max: 64KiB}}\n"
+            "    - {base_uri: 'file:///abs/sai3-data/big/', count: 200, size_spec: 1MiB}\n"
+            "workload:\n"
+            "  - {op: get, path: data/*, weight: 50}\n"
+            "  - {op: put, path: new/, object_size: 16KiB, weight: 20}\n"
+            "  - {op: stat, path: data/*, weight: 10}\n"
+            "  - {op: list, path: data/, weight: 10}\n"
+            "  - {op: delete, path: data/*, weight: 10}\n",
+            &c);
+    char *plan = wl_plan_format(&c, 2);
+    assert_non_null(plan);
+    static const char *const want[] = {
+        "Plan for t.yaml\n",
+        "  target:       file:///abs/sai3-data/\n",
+        "  cores:        2   concurrency: 16 (8 per core)\n",
+        "  duration:     15s   rate: unlimited\n",
+        "Stages:\n",
+        "  1. prepare   ensure 2 sets, 1,200 objects, 233.2 MiB total\n",
+        "       file:///abs/sai3-data/data/  1,000 objects  size uniform 4 KiB\xe2\x80\x93"
+        "64 KiB (mean 34 KiB)  fill random dedup 1 compress 1\n",
+        "       file:///abs/sai3-data/big/  200 objects  size fixed 1 MiB  fill random dedup 1 "
+        "compress 1\n",
+        "  2. execute   15s, 5 ops:\n",
+        "       GET      50.0%  file:///abs/sai3-data/data/*\n",
+        "       PUT      20.0%  file:///abs/sai3-data/new/  size fixed 16 KiB\n",
+        "       DELETE   10.0%  file:///abs/sai3-data/data/*\n",
+        "  3. cleanup   remove 1,200 prepared objects (mode tolerant)\n",
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        if (!strstr(plan, want[i]))
+            fail_msg("plan lacks:\n%s\nplan:\n%s", want[i], plan);
+    free(plan);
+    wl_config_free(&c);
+
+    load_ok("duration: 5m\nconcurrency: 5\nio_rate: {iops: 500}\n"
+            "prepare: {ensure_objects: [{base_uri: 's3://b/p/', count: 10,"
+            " size_spec: {type: lognormal, mean: 1MiB, std_dev: 1KiB}}]}\n"
+            "workload: [{op: rmdir, path: 'file:///x/d/', weight: 1, recursive: true}]\n",
+            &c);
+    plan = wl_plan_format(&c, 2);
+    assert_non_null(plan);
+    static const char *const want2[] = {
+        "  target:       (none; ops use full URIs)\n",
+        "concurrency: 5 (2\xe2\x80\x93"
+        "3 per core)\n",
+        "  duration:     5m   rate: 500 ops/s, exponential\n",
+        "ensure 1 set, 10 objects, about 10",
+        "RMDIR   100.0%  file:///x/d/  (recursive)\n",
+        "  3. cleanup   (skipped: prepare.cleanup is false)\n",
+    };
+    for (size_t i = 0; i < sizeof(want2) / sizeof(want2[0]); i++)
+        if (!strstr(plan, want2[i]))
+            fail_msg("plan lacks:\n%s\nplan:\n%s", want2[i], plan);
+    free(plan);
+    wl_config_free(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_full),     cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_aliases),  cmocka_unit_test(test_single_errors),
+        cmocka_unit_test(test_diag_api), cmocka_unit_test(test_corpus),
+        cmocka_unit_test(test_sizes),    cmocka_unit_test(test_plan),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -116,7 +116,7 @@ static void test_tsv(void **state)
     /* compare the structure strictly and the numbers loosely (histogram bucket edges) */
     int lines = 0;
     for (char *p = buf; *p; p++) lines += *p == '\n';
-    assert_int_equal(lines, 8);
+    assert_int_equal(lines, 9);
     assert_memory_equal(buf, want, strlen(wl_results_tsv_header));
     assert_non_null(strstr(buf, "\nMETA\tzero\t0\t50.00\t"));
     assert_non_null(strstr(buf, "\nGET\t1B-8KiB\t1\t100.00\t"));

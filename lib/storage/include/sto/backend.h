@@ -14,6 +14,24 @@
  * close), timing it from submission to completion in the loop, so queueing in the pool counts as
  * latency. direct:// opens with O_DIRECT; reads and writes use 4096-byte aligned buffers and
  * lengths, and the unaligned tail of a write is written after clearing O_DIRECT on the descriptor.
+ * PUT body slices that are not 4096-aligned are copied through an aligned per-thread buffer.
+ *
+ * Semantics of the local backends (cloud backends should match where the service allows):
+ *   GET    bytes = bytes of [offset, offset+length) that exist (length 0 = to the end); a range
+ *          starting at or beyond the end of a non-empty object → STO_ESHORT. Missing →
+ *          STO_ENOTFOUND, detail "open /path: No such file or directory".
+ *   PUT    creates missing parent directories of the key; truncates an existing object;
+ *          bytes = bytes written; fewer than the iovecs hold → STO_ESHORT.
+ *   HEAD   bytes = object size (0 for a directory); missing → STO_ENOTFOUND.
+ *   LIST   key "" or ending in '/': that directory; otherwise the keys in the parent directory
+ *          whose last component starts with it. Entries come sorted by key, in pages of at most
+ *          1000. recursive: objects only, at any depth (symlinked directories not followed);
+ *          otherwise objects and directories of that level, a directory's key ending in '/'
+ *          (is_dir = 1). A missing directory lists empty with status 0.
+ *   DEL    unlink; missing → STO_ENOTFOUND.
+ *   MKDIR  creates parents as needed; an existing directory → STO_EEXIST.
+ *   RMDIR  non-empty → STO_ENOTEMPTY; recursive removes the tree (symlinks not followed).
+ * Keys containing a ".." component are refused by sto_submit (RX_EINVAL).
  */
 #ifndef STO_BACKEND_H
 #define STO_BACKEND_H
@@ -56,7 +74,7 @@ typedef struct sto_result {
 } sto_result_t;
 
 typedef struct sto_entry {
-    const char *key;   /* relative to the store base */
+    const char *key;   /* relative to the store base; directories end in '/' */
     uint64_t size;
     int is_dir;
 } sto_entry_t;
@@ -106,7 +124,7 @@ const sto_backend_t *sto_backend_for(sto_scheme_t scheme);
  * (mkdir -p) when create_base is set. */
 int sto_store_open(uv_loop_t *loop, const char *base_uri, int create_base, sto_store_t **out,
                    char *err, size_t errlen);
-/* Loop thread only; no request may be in flight. */
+/* Loop thread only; no request may be in flight. Frees s; closes no handles of the loop. */
 void sto_store_close(sto_store_t *s);
 const sto_uri_t *sto_store_uri(const sto_store_t *s);
 uv_loop_t *sto_store_loop(const sto_store_t *s);
@@ -114,9 +132,13 @@ const sto_backend_t *sto_store_backend(const sto_store_t *s);
 /* Backend private state (store_size bytes). */
 void *sto_store_priv(sto_store_t *s);
 
-/* Submits r->op on store s. Sets r->store and r->res.t_submit_ns. */
+/* Submits r->op on store s: sets r->store, clears r->res and r->priv, sets r->res.t_submit_ns.
+ * Returns 0 (done() will run), RX_EINVAL (no done, bad op, missing key for non-LIST ops, key
+ * starting with '/' or containing "..", PUT iovcnt < 0 or iov NULL), STO_ENOTSUP (range GET on a
+ * backend without STO_CAP_RANGE) or a libuv error from queueing. */
 int sto_submit(sto_store_t *s, sto_req_t *r);
 
+/* "GET", "PUT", "HEAD", "LIST", "DELETE", "MKDIR", "RMDIR"; "?" out of range. */
 const char *sto_op_name(sto_op_t op);
 
 #endif

@@ -11,9 +11,11 @@
  *   the blocks in any object-sized window are unique, the rest repeat them (dedup ratio ≈ N:1).
  * - compress_factor N: each block is about 1/N random bytes followed by zeros (ratio ≈ N:1).
  *
- * Slices start at 4096-byte aligned addresses (O_DIRECT-safe). Objects larger than the pool are
- * described by several iovecs walking the pool with a per-object offset, so consecutive objects
- * differ.
+ * Slices start at 4096-byte aligned addresses (O_DIRECT-safe). An object starts at a per-object
+ * offset in the pool (4096 distinct starts for plain random data, 256 when dedup or compression
+ * is on) and walks it, wrapping; objects larger than the pool repeat it. So data is unique within
+ * WL_DG_POOL bytes of one object, but a dedup-capable store will find repeats across many small
+ * objects or inside objects above 16 MiB.
  *
  * Thread-safety: a generator is owned by one core; wl_datagen_fill may be called only there.
  */
