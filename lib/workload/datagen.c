@@ -13,11 +13,13 @@ uint64_t wl_mix64(uint64_t x)
     return x ^ (x >> 31);
 }
 
+/* The state is four outputs of a splitmix64 stream started at seed, as the xoshiro authors
+ * recommend (wl_mix64 adds the splitmix increment itself). */
 void wl_rng_seed(wl_rng_t *r, uint64_t seed)
 {
     for (int i = 0; i < 4; i++) {
-        seed = wl_mix64(seed);
-        r->s[i] = seed;
+        r->s[i] = wl_mix64(seed);
+        seed += 0x9e3779b97f4a7c15ull;
     }
     if (!(r->s[0] | r->s[1] | r->s[2] | r->s[3])) r->s[0] = 1;
 }
@@ -85,12 +87,15 @@ int wl_datagen_create(wl_fill_t fill, uint32_t dedup_factor, uint32_t compress_f
                       uint64_t seed, int core, wl_datagen_t **out)
 {
     if (!dedup_factor || !compress_factor || !out) return -EINVAL;
+    if (fill != WL_FILL_RANDOM && fill != WL_FILL_ZERO) return -EINVAL;
     wl_datagen_t *g = calloc(1, sizeof(*g));
     if (!g) return -ENOMEM;
-    if (posix_memalign((void **)&g->pool, 4096, WL_DG_POOL) != 0) {
+    void *pool;
+    if (posix_memalign(&pool, 4096, WL_DG_POOL) != 0) {
         free(g);
         return -ENOMEM;
     }
+    g->pool = pool;
     size_t nblocks = WL_DG_POOL / WL_DG_BLOCK;
     /* Objects start at a per-object offset; with dedup or compression the offset keeps block
      * boundaries so the ratios hold inside every object. */
@@ -131,10 +136,14 @@ int wl_datagen_fill(wl_datagen_t *g, uint64_t object_id, uint64_t size, struct i
                     int max_iov)
 {
     if (size == 0) return 0;
+    if (!g || !iov || max_iov <= 0) return -EINVAL;
     size_t off = (size_t)(wl_mix64(object_id) % g->nstarts) * g->grain;
+    /* one slice up to the end of the pool, then whole passes over it */
+    uint64_t first = WL_DG_POOL - off;
+    uint64_t need = 1 + (size > first ? (size - first + WL_DG_POOL - 1) / WL_DG_POOL : 0);
+    if (need > (uint64_t)max_iov) return -EINVAL;
     int n = 0;
     while (size > 0) {
-        if (n == max_iov) return -EINVAL;
         size_t take = WL_DG_POOL - off;
         if (take > size) take = (size_t)size;
         iov[n].iov_base = g->pool + off;

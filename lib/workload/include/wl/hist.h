@@ -28,10 +28,11 @@ typedef struct wl_hist {
 void wl_hist_init(wl_hist_t *h);
 void wl_hist_free(wl_hist_t *h);
 void wl_hist_reset(wl_hist_t *h); /* keeps the allocation, zeroes counts */
-/* Returns 0 or -ENOMEM (only on first allocation). Value 0 is recorded as 1 ns. */
+/* Returns 0, -ENOMEM (only on first allocation) or -EOVERFLOW (total would pass 2^64 - 1;
+ * nothing recorded). Value 0 is recorded as 1 ns. */
 int wl_hist_record(wl_hist_t *h, uint64_t ns);
 int wl_hist_record_n(wl_hist_t *h, uint64_t ns, uint64_t n);
-/* dst += src, exactly. Returns 0 or -ENOMEM. */
+/* dst += src, exactly. Returns 0, -ENOMEM or -EOVERFLOW (dst unchanged on error). */
 int wl_hist_merge(wl_hist_t *dst, const wl_hist_t *src);
 /* Value at quantile q in [0,1] (q=1 gives max, q=0 gives min): the smallest recorded value v such
  * that at least q*total values are <= v, reported as the highest value equivalent to v's bucket
@@ -43,11 +44,16 @@ double wl_hist_mean(const wl_hist_t *h);
  * LEB128 varints. wl_hist_serialize returns the number of bytes needed; if it is > cap, nothing
  * useful was written and the caller retries with a bigger buffer. */
 size_t wl_hist_serialize(const wl_hist_t *h, uint8_t *buf, size_t cap);
-/* Replaces *h with the decoded histogram. Returns 0, -EINVAL on malformed input (h unchanged),
- * or -ENOMEM. Safe on untrusted bytes. */
+/* Replaces *h with the decoded histogram (reusing its counts array if any). Returns 0, -EINVAL
+ * on malformed input, or -ENOMEM; h is unchanged on error. Safe on untrusted bytes: it checks
+ * the magic and version, varint bounds, bucket indices, that counts add up to total, that min and
+ * max fall in the first and last non-empty buckets, clamped against the top bucket, and that the
+ * sum lies between total*min and total*max. The encoding is canonical (minimal varints only):
+ * serialize(deserialize(b)) == b for every accepted b. */
 int wl_hist_deserialize(wl_hist_t *h, const uint8_t *buf, size_t len);
 
-/* Bucket geometry, exposed for tests. */
+/* Bucket geometry, exposed for tests. wl_hist_index_of clamps values above WL_HIST_MAX_NS;
+ * indices run from 0 to wl_hist_bucket_count() - 1 and the equivalent ranges tile 0..2^42-1. */
 size_t wl_hist_bucket_count(void);
 size_t wl_hist_index_of(uint64_t ns);
 uint64_t wl_hist_lowest_equivalent(size_t idx);
