@@ -850,9 +850,11 @@ static int build_exec(core_ctx_t *cc, slot_t *sl, int i)
         sl->req.on_page = list_count_page;
         break;
     case WL_OP_MKDIR: {
+        /* room for this dir and every other one in flight, pushed when they complete */
         dirstack_t *ds = &cc->dirs[i];
-        if (ds->n == ds->cap) {
+        if (ds->n + cc->inflight[i] + 1 > ds->cap) {
             size_t nc = ds->cap ? ds->cap * 2 : 256;
+            while (nc < ds->n + cc->inflight[i] + 1) nc *= 2;
             uint64_t *ns = realloc(ds->seq, nc * sizeof(uint64_t));
             if (!ns) return -ENOMEM;
             ds->seq = ns;
@@ -1027,7 +1029,7 @@ static void req_done(sto_req_t *req)
         wl_stats_record(&cc->interval, kind, bytes, lat, sched);
         if (kind == WL_OP_MKDIR && sl->op >= 0) {
             dirstack_t *ds = &cc->dirs[sl->op];
-            ds->seq[ds->n++] = sl->index;
+            if (ds->n < ds->cap) ds->seq[ds->n++] = sl->index;
         }
         if (cc->phase != WL_PHASE_EXECUTE) cc->done_items++;
     } else {

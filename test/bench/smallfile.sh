@@ -13,6 +13,7 @@
 #   DISK_PARENT     parent dir for disk runs      [/var/tmp]
 #   THREADS         sai3 concurrency, fio numjobs, syscall-loop threads [4]
 #   SAI3_SECS       sai3bench-ctl duration        [10]
+#   SAI3_PROBE_SECS unmeasured sai3 probe run that sizes the delete pool [2]
 #   FIO_SECS        fio runtime per op kind       [5]
 #   LOOP_SECS       syscall-loop duration         [5]
 #   NFILES          GET/STAT pool size (all tools) [20000]
@@ -23,10 +24,10 @@
 #
 # What is measured, per filesystem, always in a fresh directory that is removed afterwards:
 #   1. syscall_loop.c (built here with cc -O2 -pthread): T threads, random 25/25/25/25 mix, CPU
-#      from its own getrusage(RUSAGE_SELF) around the loop. It runs first: its DELETE rate sizes
-#      sai3bench-ctl's delete pool (the bare loop is the upper bound, so the pool lasts). If its
-#      own pool runs out first it stops there, so its window can be shorter than LOOP_SECS.
-#   2. sai3bench-ctl: --prepare-only, then the measured run with --skip-prepare --no-cleanup, then
+#      from its own getrusage(RUSAGE_SELF) around the loop. If its delete pool runs out first it
+#      stops there, so its window can be shorter than LOOP_SECS (the mix stays 25% each).
+#   2. sai3bench-ctl: a short unmeasured probe run (own directory) whose DELETE rate sizes the
+#      delete pool; then --prepare-only, the measured run with --skip-prepare --no-cleanup, and
 #      --cleanup-only. Client CPU = user+sys of the measured run's process alone (os.wait4), so
 #      process start, config parsing and writing results are in it (small next to 10 s).
 #   3. fio, one op kind at a time with THREADS jobs (see the fio notes below).
@@ -84,7 +85,7 @@ export TMPFS_PARENT=${TMPFS_PARENT:-/dev/shm}
 export DISK_PARENT=${DISK_PARENT:-/var/tmp}
 export THREADS=${THREADS:-4} SAI3_SECS=${SAI3_SECS:-10} FIO_SECS=${FIO_SECS:-5}
 export LOOP_SECS=${LOOP_SECS:-5} NFILES=${NFILES:-20000} LOOP_DEL_POOL=${LOOP_DEL_POOL:-300000}
-export SETTLE_SECS=${SETTLE_SECS:-6}
+export SETTLE_SECS=${SETTLE_SECS:-6} SAI3_PROBE_SECS=${SAI3_PROBE_SECS:-2}
 export FIO_PUT_FILES=${FIO_PUT_FILES:-50000} SAI3_CORES=${SAI3_CORES:-} KEEP_WORK=${KEEP_WORK:-0}
 
 for tool in cc fio python3; do
@@ -124,6 +125,7 @@ T, NFILES = int(E["THREADS"]), int(E["NFILES"])
 SAI3_SECS, FIO_SECS, LOOP_SECS = int(E["SAI3_SECS"]), int(E["FIO_SECS"]), int(E["LOOP_SECS"])
 LOOP_DEL_POOL, FIO_PUT_FILES = int(E["LOOP_DEL_POOL"]), int(E["FIO_PUT_FILES"])
 SETTLE_SECS = float(E["SETTLE_SECS"])
+PROBE_SECS = int(E["SAI3_PROBE_SECS"])
 CORES = ["--cores", E["SAI3_CORES"]] if E["SAI3_CORES"] else []
 OPS = ["PUT", "GET", "STAT", "DELETE"]
 SIZE = 4096
@@ -168,16 +170,12 @@ def syscall_loop(base):
     return rows, float(res["DELETE"]["ops_per_sec"]), notes
 
 
-def sai3(base, fsname, del_rate):
-    d = tempfile.mkdtemp(prefix="sai3-", dir=base)  # random name: see the ext4 note
-    # The delete pool must outlast the run, or DELETE drops out of the mix. The bare loop's
-    # DELETE rate is an upper bound for a 25% share; 1.3x margin.
-    pool = max(50000, int(math.ceil(del_rate * SAI3_SECS * 1.3 / 10000.0)) * 10000)
+def sai3_cfg(d, name, secs, pool):
     uri = "file://" + d + "/"
-    cfg = os.path.join(WORK, f"sai3-{fsname}.yaml")
+    cfg = os.path.join(WORK, f"sai3-{name}.yaml")
     with open(cfg, "w") as f:
         f.write(f"""target: "{uri}"
-duration: {SAI3_SECS}s
+duration: {secs}s
 concurrency: {T}
 prepare:
   ensure_objects:
@@ -190,14 +188,10 @@ workload:
   - {{ op: stat,   path: "objs/", weight: 25 }}
   - {{ op: delete, path: "del/", weight: 25 }}
 """)
-    common = CORES + ["run", "--config", cfg, "--results-dir", WORK]
-    log(f"{fsname}: sai3bench-ctl prepare ({NFILES} + {pool} objects)")
-    run([CTL] + common + ["--prepare-only", "--tsv-name", f"{fsname}-prepare"],
-        f"sai3-{fsname}-prepare.log", cwd=WORK)
-    os.sync()
-    log(f"{fsname}: sai3bench-ctl measured run ({SAI3_SECS} s)")
-    out, cpu = run([CTL] + common + ["--skip-prepare", "--no-cleanup", "--tsv-name",
-                                     f"{fsname}-run"], f"sai3-{fsname}-run.log", cwd=WORK)
+    return CORES + ["run", "--config", cfg, "--results-dir", WORK, "--tsv-name"]
+
+
+def sai3_results(out):
     m = re.findall(r"Results saved to: (.*)", out)
     if not m:
         raise SystemExit("smallfile.sh: sai3bench-ctl printed no 'Results saved to:' line")
@@ -212,8 +206,43 @@ workload:
             if r.get("size_bucket") == "ALL" and r["operation"] in OPS:
                 rates[r["operation"]] = float(r["ops_per_sec"])
                 counts[r["operation"]] = int(r["count"])
+    return rates, counts
+
+
+def sai3(base, fsname, loop_del_rate):
+    # The delete pool must outlast the run, or DELETE drops out of the mix (the tool's documented
+    # behaviour), which changes the mix. Preparing a pool sized from the bare loop's DELETE rate
+    # would cost far more prepare time than the run itself, so a short probe run (own directory,
+    # not measured, removed right away) measures sai3bench-ctl's own DELETE rate first; the
+    # measured run's pool is 1.3x that rate times SAI3_SECS.
+    pd = tempfile.mkdtemp(prefix="sai3probe-", dir=base)
+    ppool = max(5000, min(40000, int(loop_del_rate * PROBE_SECS * 1.2)))
+    common = sai3_cfg(pd, f"{fsname}-probe", PROBE_SECS, ppool)
+    log(f"{fsname}: sai3bench-ctl probe: prepare {NFILES} + {ppool} objects, run {PROBE_SECS} s")
+    run([CTL] + common + [f"{fsname}-probe-prep", "--prepare-only"],
+        f"sai3-{fsname}-probe-prep.log", cwd=WORK)
+    out, _ = run([CTL] + common + [f"{fsname}-probe", "--skip-prepare", "--no-cleanup"],
+                 f"sai3-{fsname}-probe.log", cwd=WORK)
+    prates, pcounts = sai3_results(out)
+    subprocess.run(["rm", "-rf", "--", pd], check=True)
+    del_rate = prates.get("DELETE", 0.0)
+    if pcounts.get("DELETE", 0) >= ppool or del_rate <= 0:
+        del_rate = loop_del_rate  # probe pool ran out: fall back to the upper bound
+    pool = max(10000, int(math.ceil(del_rate * SAI3_SECS * 1.3 / 1000.0)) * 1000)
+
+    d = tempfile.mkdtemp(prefix="sai3-", dir=base)  # random name: see the ext4 note
+    common = sai3_cfg(d, fsname, SAI3_SECS, pool)
+    os.sync()
+    log(f"{fsname}: sai3bench-ctl prepare ({NFILES} + {pool} objects)")
+    run([CTL] + common + [f"{fsname}-prepare", "--prepare-only"],
+        f"sai3-{fsname}-prepare.log", cwd=WORK)
+    os.sync()
+    log(f"{fsname}: sai3bench-ctl measured run ({SAI3_SECS} s)")
+    out, cpu = run([CTL] + common + [f"{fsname}-run", "--skip-prepare", "--no-cleanup"],
+                   f"sai3-{fsname}-run.log", cwd=WORK)
+    rates, counts = sai3_results(out)
     log(f"{fsname}: sai3bench-ctl cleanup")
-    run([CTL] + common + ["--cleanup-only", "--tsv-name", f"{fsname}-cleanup"],
+    run([CTL] + common + [f"{fsname}-cleanup", "--cleanup-only"],
         f"sai3-{fsname}-cleanup.log", cwd=WORK)
     total_ops = sum(counts.values())
     rows = {op: (rates.get(op, 0.0), None) for op in OPS}
@@ -222,7 +251,8 @@ workload:
     missing = [op for op in OPS if op not in rates]
     if missing:
         notes.append(f"sai3: no results.tsv row for {', '.join(missing)}")
-    notes.append(f"sai3: {total_ops} ops in the measured run, delete pool {pool}")
+    notes.append(f"sai3: {total_ops} ops in the measured run, CPU {cpu:.2f} s, delete pool {pool} "
+                 f"(from a {PROBE_SECS} s probe: {del_rate:,.0f} DELETE/s)")
     if counts.get("DELETE", 0) >= pool:
         notes.append(f"sai3: delete pool of {pool} used up; DELETE dropped out of the mix")
     return rows, notes

@@ -70,7 +70,7 @@ static uint64_t g_tiny(wl_rng_t *r, size_t i)
     return 1 + wl_rng_below(r, 3000);
 }
 
-static void check_dist(gen_fn gen, uint64_t seed)
+static void check_dist(const char *name, gen_fn gen, uint64_t seed)
 {
     uint64_t *v = malloc(N * sizeof(uint64_t));
     assert_non_null(v);
@@ -84,14 +84,21 @@ static void check_dist(gen_fn gen, uint64_t seed)
     }
     qsort(v, N, sizeof(uint64_t), cmp_u64);
     const double qs[] = {0.5, 0.9, 0.99, 0.999, 1.0};
+    double worst[5] = {0};
     for (size_t k = 0; k < sizeof(qs) / sizeof(qs[0]); k++) {
         uint64_t want = exact_q(v, N, qs[k]);
         uint64_t got = wl_hist_quantile(&h, qs[k]);
         double rel = fabs((double)got - (double)want) / (double)want;
+        worst[k] = rel;
         if (rel > 0.001)
             fail_msg("q=%.3f: histogram %llu, exact %llu, relative error %.5f%%", qs[k],
                      (unsigned long long)got, (unsigned long long)want, rel * 100);
+        /* the bucket's highest value, capped at max: never below the exact value */
+        assert_true(got >= want);
     }
+    print_message("  %s: rel. error p50 %.4f%% p90 %.4f%% p99 %.4f%% p99.9 %.4f%% max %.4f%%\n",
+                  name, worst[0] * 100, worst[1] * 100, worst[2] * 100, worst[3] * 100,
+                  worst[4] * 100);
     assert_int_equal(wl_hist_quantile(&h, 1.0), v[N - 1]);
     assert_int_equal(wl_hist_quantile(&h, 0.0), v[0]);
     assert_int_equal(h.total, N);
@@ -102,11 +109,11 @@ static void check_dist(gen_fn gen, uint64_t seed)
     free(v);
 }
 
-static void test_quantiles_uniform(void **s) { (void)s; check_dist(g_uniform, 1); }
-static void test_quantiles_lognormal(void **s) { (void)s; check_dist(g_lognormal, 2); }
-static void test_quantiles_bimodal(void **s) { (void)s; check_dist(g_bimodal, 3); }
-static void test_quantiles_edges(void **s) { (void)s; check_dist(g_edges, 4); }
-static void test_quantiles_tiny(void **s) { (void)s; check_dist(g_tiny, 5); }
+static void test_quantiles_uniform(void **s) { (void)s; check_dist("uniform", g_uniform, 1); }
+static void test_quantiles_lognormal(void **s) { (void)s; check_dist("lognormal", g_lognormal, 2); }
+static void test_quantiles_bimodal(void **s) { (void)s; check_dist("bimodal", g_bimodal, 3); }
+static void test_quantiles_edges(void **s) { (void)s; check_dist("edges", g_edges, 4); }
+static void test_quantiles_tiny(void **s) { (void)s; check_dist("tiny", g_tiny, 5); }
 
 static void test_every_value_within_precision(void **s)
 {
@@ -251,6 +258,192 @@ static void test_serialize(void **s)
     wl_hist_free(&d);
 }
 
+static uint64_t g_mixed(wl_rng_t *r, size_t i)
+{
+    static const gen_fn gens[] = {g_uniform, g_lognormal, g_bimodal, g_edges, g_tiny};
+    return gens[i % 5](r, i);
+}
+
+static void test_quantiles_mixed(void **s)
+{
+    (void)s;
+    check_dist("mixed", g_mixed, 6);
+    /* and a dense sweep of quantiles on the mix: exact <= reported <= exact * (1 + 1/1024) */
+    uint64_t *v = malloc(N * sizeof(uint64_t));
+    assert_non_null(v);
+    wl_rng_t r;
+    wl_rng_seed(&r, 7);
+    wl_hist_t h;
+    wl_hist_init(&h);
+    for (size_t i = 0; i < N; i++) {
+        v[i] = g_mixed(&r, i);
+        assert_int_equal(wl_hist_record(&h, v[i]), 0);
+    }
+    qsort(v, N, sizeof(uint64_t), cmp_u64);
+    double worst = 0;
+    for (int k = 1; k < 10000; k++) {
+        double q = k / 10000.0;
+        uint64_t want = exact_q(v, N, q), got = wl_hist_quantile(&h, q);
+        assert_true(got >= want);
+        assert_true(got - want <= want / 1024);
+        double rel = (double)(got - want) / (double)want;
+        if (rel > worst) worst = rel;
+    }
+    print_message("  mixed, 9999 quantiles: worst rel. error %.4f%%\n", worst * 100);
+    wl_hist_free(&h);
+    free(v);
+}
+
+static void test_geometry(void **s)
+{
+    (void)s;
+    size_t n = wl_hist_bucket_count();
+    assert_int_equal(wl_hist_lowest_equivalent(0), 0);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t lo = wl_hist_lowest_equivalent(i), hi = wl_hist_highest_equivalent(i);
+        assert_true(lo <= hi);
+        /* index_of clamps above WL_HIST_MAX_NS, so buckets beyond it are never used */
+        if (lo <= WL_HIST_MAX_NS) assert_int_equal(wl_hist_index_of(lo), i);
+        if (hi <= WL_HIST_MAX_NS) assert_int_equal(wl_hist_index_of(hi), i);
+        if (i + 1 < n) assert_int_equal(wl_hist_lowest_equivalent(i + 1), hi + 1); /* tiling */
+        if (i < 2048) assert_true(lo == i && hi == i);
+        else assert_true(hi - lo < lo / 1024);
+    }
+    assert_true(wl_hist_index_of(WL_HIST_MAX_NS) < n);
+    assert_true(wl_hist_highest_equivalent(n - 1) >= WL_HIST_MAX_NS);
+    assert_int_equal(wl_hist_index_of(UINT64_MAX), wl_hist_index_of(WL_HIST_MAX_NS));
+}
+
+static void test_overflow_and_short_buffer(void **s)
+{
+    (void)s;
+    wl_hist_t h;
+    wl_hist_init(&h);
+    assert_int_equal(wl_hist_record_n(&h, 100, UINT64_MAX - 1), 0);
+    assert_int_equal(wl_hist_record_n(&h, 100, 2), -EOVERFLOW);
+    assert_int_equal(h.total, UINT64_MAX - 1);
+    assert_int_equal(h.sum, UINT64_MAX); /* saturated */
+    assert_int_equal(wl_hist_quantile(&h, 0.5), 100);
+    /* a saturated histogram still round-trips */
+    uint8_t buf[256];
+    size_t need = wl_hist_serialize(&h, buf, sizeof(buf));
+    assert_true(need <= sizeof(buf));
+    wl_hist_t d;
+    wl_hist_init(&d);
+    assert_int_equal(wl_hist_deserialize(&d, buf, need), 0);
+    assert_int_equal(d.total, h.total);
+    assert_int_equal(d.sum, h.sum);
+    /* too small a buffer: returns the size needed and writes at most cap bytes */
+    memset(buf, 0xee, sizeof(buf));
+    assert_int_equal(wl_hist_serialize(&h, buf, 4), need);
+    for (size_t i = 4; i < sizeof(buf); i++) assert_int_equal(buf[i], 0xee);
+    assert_true(isnan(wl_hist_mean(&d)) == 0);
+    assert_int_equal(wl_hist_quantile(&d, NAN), d.min);
+    wl_hist_free(&h);
+    wl_hist_free(&d);
+}
+
+/* Whatever deserialize accepts is a consistent histogram and re-encodes to the same bytes. */
+static int check_accepted(const uint8_t *b, size_t len)
+{
+    wl_hist_t x;
+    wl_hist_init(&x);
+    if (wl_hist_deserialize(&x, b, len) != 0) {
+        assert_int_equal(x.total, 0);
+        assert_null(x.counts);
+        return 0;
+    }
+    uint64_t tot = 0;
+    for (size_t k = 0; x.counts && k < wl_hist_bucket_count(); k++) tot += x.counts[k];
+    assert_int_equal(tot, x.total);
+    assert_true(x.clamped <= x.total && x.min <= x.max && x.max <= WL_HIST_MAX_NS);
+    for (double q = 0; q <= 1.0; q += 0.125) {
+        uint64_t v = wl_hist_quantile(&x, q);
+        assert_true(x.total == 0 || (v >= x.min && v <= x.max));
+    }
+    uint8_t *again = malloc(len + 1);
+    assert_int_equal(wl_hist_serialize(&x, again, len + 1), len);
+    assert_memory_equal(again, b, len);
+    free(again);
+    wl_hist_free(&x);
+    return 1;
+}
+
+static void test_fuzz_canonical(void **s)
+{
+    (void)s;
+    wl_rng_t r;
+    wl_rng_seed(&r, 31);
+    wl_hist_t h;
+    wl_hist_init(&h);
+    for (int i = 0; i < 2000; i++) wl_hist_record(&h, g_mixed(&r, (size_t)i));
+    wl_hist_record_n(&h, WL_HIST_MAX_NS * 2, 3);
+    size_t need = wl_hist_serialize(&h, NULL, 0);
+    uint8_t *buf = malloc(need), *c = malloc(need + 16);
+    wl_hist_serialize(&h, buf, need);
+    int accepted = 0, accepted_rnd = 0;
+    assert_int_equal(check_accepted(buf, need), 1);
+    for (size_t len = 0; len <= need; len++) check_accepted(buf, len);
+    /* a second, tiny seed: 1-3 values, so mutations often land on header fields */
+    uint8_t small[64];
+    size_t small_len = 0;
+    for (int i = 0; i < 20000; i++) {
+        /* mutations of a real buffer: flips, byte overwrites, insertions, deletions */
+        size_t len = need;
+        memcpy(c, buf, need);
+        if (i % 2) {
+            wl_hist_t t;
+            wl_hist_init(&t);
+            int k = 1 + (int)wl_rng_below(&r, 3);
+            for (int j = 0; j < k; j++)
+                wl_hist_record(&t, wl_rng_below(&r, 4) ? wl_rng_below(&r, 5000)
+                                                       : wl_rng_next(&r) >> 20);
+            small_len = wl_hist_serialize(&t, small, sizeof(small));
+            assert_true(small_len <= sizeof(small) && small_len <= need);
+            wl_hist_free(&t);
+            memcpy(c, small, small_len);
+            len = small_len;
+        }
+        int muts = 1 + (int)wl_rng_below(&r, 3);
+        for (int m = 0; m < muts; m++) {
+            size_t at = wl_rng_below(&r, len);
+            switch (wl_rng_below(&r, 4)) {
+            case 0: c[at] ^= (uint8_t)(1u << wl_rng_below(&r, 8)); break;
+            case 1: c[at] = (uint8_t)wl_rng_next(&r); break;
+            case 2:
+                if (len < need + 15) {
+                    memmove(c + at + 1, c + at, len - at);
+                    c[at] = (uint8_t)wl_rng_next(&r);
+                    len++;
+                }
+                break;
+            default:
+                if (len > 1) {
+                    memmove(c + at, c + at + 1, len - at - 1);
+                    len--;
+                }
+            }
+        }
+        accepted += check_accepted(c, len);
+    }
+    /* random bytes after a valid magic and version, biased toward small varints */
+    uint8_t g[96];
+    for (int i = 0; i < 50000; i++) {
+        size_t len = 3 + wl_rng_below(&r, sizeof(g) - 3);
+        g[0] = 'W';
+        g[1] = 'H';
+        g[2] = 1;
+        for (size_t k = 3; k < len; k++)
+            g[k] = (uint8_t)(wl_rng_below(&r, 4) ? wl_rng_below(&r, 8) : wl_rng_next(&r));
+        accepted_rnd += check_accepted(g, len);
+    }
+    print_message("  fuzz: %d of 20000 mutated buffers and %d of 50000 random ones decoded\n",
+                  accepted, accepted_rnd);
+    free(buf);
+    free(c);
+    wl_hist_free(&h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -258,7 +451,9 @@ int main(void)
         cmocka_unit_test(test_quantiles_bimodal),   cmocka_unit_test(test_quantiles_edges),
         cmocka_unit_test(test_quantiles_tiny),      cmocka_unit_test(test_every_value_within_precision),
         cmocka_unit_test(test_merge_exact),         cmocka_unit_test(test_edge_values),
-        cmocka_unit_test(test_serialize),
+        cmocka_unit_test(test_serialize),          cmocka_unit_test(test_quantiles_mixed),
+        cmocka_unit_test(test_geometry),           cmocka_unit_test(test_overflow_and_short_buffer),
+        cmocka_unit_test(test_fuzz_canonical),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
