@@ -137,7 +137,7 @@ static void on_tick(void *ud, const wl_tick_t *t)
     uint64_t wall_ms = t->wall_ns / 1000000ull;
     if (rc->perf_ok)
         wl_perflog_add(&rc->perf, stage_label(t->phase), wall_ms, t->elapsed_ns, t->delta,
-                       t->interval_ns, 0);
+                       t->interval_ns, t->final);
     wl_stats_merge(&rc->live, t->delta);
     rc->live_ns += t->interval_ns;
     if (rc->live_ns < 900000000ull) return; /* ticks jitter around 1 s */

@@ -21,7 +21,8 @@ void wl_rng_seed(wl_rng_t *r, uint64_t seed)
         r->s[i] = wl_mix64(seed);
         seed += 0x9e3779b97f4a7c15ull;
     }
-    if (!(r->s[0] | r->s[1] | r->s[2] | r->s[3])) r->s[0] = 1;
+    if (!(r->s[0] | r->s[1] | r->s[2] | r->s[3]))
+        r->s[0] = 1;
 }
 
 static inline uint64_t rotl(uint64_t x, int k)
@@ -46,7 +47,8 @@ uint64_t wl_rng_next(wl_rng_t *r)
 /* Lemire's nearly divisionless method: unbiased. */
 uint64_t wl_rng_below(wl_rng_t *r, uint64_t n)
 {
-    if (n <= 1) return 0;
+    if (n <= 1)
+        return 0;
     unsigned __int128 m = (unsigned __int128)wl_rng_next(r) * n;
     uint64_t l = (uint64_t)m;
     if (l < n) {
@@ -86,10 +88,13 @@ static void fill_random(wl_rng_t *r, uint8_t *p, size_t n)
 int wl_datagen_create(wl_fill_t fill, uint32_t dedup_factor, uint32_t compress_factor,
                       uint64_t seed, int core, wl_datagen_t **out)
 {
-    if (!dedup_factor || !compress_factor || !out) return -EINVAL;
-    if (fill != WL_FILL_RANDOM && fill != WL_FILL_ZERO) return -EINVAL;
+    if (!dedup_factor || !compress_factor || !out)
+        return -EINVAL;
+    if (fill != WL_FILL_RANDOM && fill != WL_FILL_ZERO)
+        return -EINVAL;
     wl_datagen_t *g = calloc(1, sizeof(*g));
-    if (!g) return -ENOMEM;
+    if (!g)
+        return -ENOMEM;
     void *pool;
     if (posix_memalign(&pool, 4096, WL_DG_POOL) != 0) {
         free(g);
@@ -127,7 +132,8 @@ int wl_datagen_create(wl_fill_t fill, uint32_t dedup_factor, uint32_t compress_f
 
 void wl_datagen_destroy(wl_datagen_t *g)
 {
-    if (!g) return;
+    if (!g)
+        return;
     free(g->pool);
     free(g);
 }
@@ -135,17 +141,21 @@ void wl_datagen_destroy(wl_datagen_t *g)
 int wl_datagen_fill(wl_datagen_t *g, uint64_t object_id, uint64_t size, struct iovec *iov,
                     int max_iov)
 {
-    if (size == 0) return 0;
-    if (!g || !iov || max_iov <= 0) return -EINVAL;
+    if (size == 0)
+        return 0;
+    if (!g || !iov || max_iov <= 0)
+        return -EINVAL;
     size_t off = (size_t)(wl_mix64(object_id) % g->nstarts) * g->grain;
     /* one slice up to the end of the pool, then whole passes over it */
     uint64_t first = WL_DG_POOL - off;
     uint64_t need = 1 + (size > first ? (size - first + WL_DG_POOL - 1) / WL_DG_POOL : 0);
-    if (need > (uint64_t)max_iov) return -EINVAL;
+    if (need > (uint64_t)max_iov)
+        return -EINVAL;
     int n = 0;
     while (size > 0) {
         size_t take = WL_DG_POOL - off;
-        if (take > size) take = (size_t)size;
+        if (take > size)
+            take = (size_t)size;
         iov[n].iov_base = g->pool + off;
         iov[n].iov_len = take;
         n++;

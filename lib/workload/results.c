@@ -234,7 +234,8 @@ int wl_perflog_add(wl_perflog_t *p, const char *stage, uint64_t wall_ms, uint64_
     if (!p->f) return 0;
     if (wl_stats_merge(&p->acc, delta) != 0) return -ENOMEM;
     p->acc_ns += interval_ns;
-    if (p->acc_ns < p->interval_ns && !flush) return 0;
+    /* ticks jitter by a few ms around their period: within 10% counts as a full interval */
+    if (p->acc_ns * 10 < p->interval_ns * 9 && !flush) return 0;
     if (p->acc_ns == 0) return 0;
     double secs = (double)p->acc_ns / 1e9;
     double cu = 0, cs = 0, ci = 0;

@@ -1368,7 +1368,7 @@ static void core_snapshot(void *arg, int closing)
 
 /* ---------------------------------------------------------------- control: phases -------- */
 
-static void emit_tick(wl_run_t *r, uint64_t now)
+static void emit_tick(wl_run_t *r, uint64_t now, int final)
 {
     wl_tick_t t = {0};
     for (int i = 0; i < r->ncores; i++) {
@@ -1377,6 +1377,7 @@ static void emit_tick(wl_run_t *r, uint64_t now)
         t.in_flight += r->prog_inflight[i];
     }
     t.phase = r->cur;
+    t.final = final;
     t.wall_ns = rx_wall_ns();
     t.elapsed_ns = now - r->t_phase_start;
     t.interval_ns = now - r->t_last_tick;
@@ -1389,7 +1390,7 @@ static void emit_tick(wl_run_t *r, uint64_t now)
 static void ctl_maybe_end(wl_run_t *r)
 {
     if (r->cores_done == r->ncores && r->snaps_pending == 0) {
-        emit_tick(r, rx_now_ns());
+        emit_tick(r, rx_now_ns(), 1);
         uv_timer_stop(&r->tick);
         uv_stop(&r->loop);
     }
@@ -1412,7 +1413,7 @@ static void ctl_report(void *arg, int closing)
             r->cores_done++;
             ctl_maybe_end(r);
         } else if (--r->snaps_pending == 0) {
-            if (r->cores_done < r->ncores) emit_tick(r, rx_now_ns());
+            if (r->cores_done < r->ncores) emit_tick(r, rx_now_ns(), 0);
             ctl_maybe_end(r);
         }
     }

@@ -17,7 +17,8 @@
 #   FIO_SECS        fio runtime per op kind       [5]
 #   LOOP_SECS       syscall-loop duration         [5]
 #   NFILES          GET/STAT pool size (all tools) [20000]
-#   LOOP_DEL_POOL   syscall-loop delete pool; if used up early, the loop's run ends there [300000]
+#   LOOP_DEL_POOL   syscall-loop delete pool; if used up early, the loop's run ends there
+#                   [300000 on tmpfs, 100000 elsewhere]
 #   FIO_PUT_FILES   fio PUT files per job, at most (DELETE removes the ones made) [50000]
 #   SETTLE_SECS     pause after sync between tools on a non-tmpfs filesystem [6]
 #   KEEP_WORK=1     keep the scratch dir (results dirs, fio json, logs) and print its path
@@ -84,7 +85,7 @@ export FILESYSTEMS=${FILESYSTEMS:-tmpfs disk}
 export TMPFS_PARENT=${TMPFS_PARENT:-/dev/shm}
 export DISK_PARENT=${DISK_PARENT:-/var/tmp}
 export THREADS=${THREADS:-4} SAI3_SECS=${SAI3_SECS:-10} FIO_SECS=${FIO_SECS:-5}
-export LOOP_SECS=${LOOP_SECS:-5} NFILES=${NFILES:-20000} LOOP_DEL_POOL=${LOOP_DEL_POOL:-300000}
+export LOOP_SECS=${LOOP_SECS:-5} NFILES=${NFILES:-20000} LOOP_DEL_POOL=${LOOP_DEL_POOL:-}
 export SETTLE_SECS=${SETTLE_SECS:-6} SAI3_PROBE_SECS=${SAI3_PROBE_SECS:-2}
 export FIO_PUT_FILES=${FIO_PUT_FILES:-50000} SAI3_CORES=${SAI3_CORES:-} KEEP_WORK=${KEEP_WORK:-0}
 
@@ -123,7 +124,7 @@ E = os.environ
 CTL, WORK = E["SAI3_CTL"], E["WORK"]
 T, NFILES = int(E["THREADS"]), int(E["NFILES"])
 SAI3_SECS, FIO_SECS, LOOP_SECS = int(E["SAI3_SECS"]), int(E["FIO_SECS"]), int(E["LOOP_SECS"])
-LOOP_DEL_POOL, FIO_PUT_FILES = int(E["LOOP_DEL_POOL"]), int(E["FIO_PUT_FILES"])
+FIO_PUT_FILES = int(E["FIO_PUT_FILES"])
 SETTLE_SECS = float(E["SETTLE_SECS"])
 PROBE_SECS = int(E["SAI3_PROBE_SECS"])
 CORES = ["--cores", E["SAI3_CORES"]] if E["SAI3_CORES"] else []
@@ -151,10 +152,10 @@ def run(cmd, logname, cwd=None):
     return text, ru.ru_utime + ru.ru_stime
 
 
-def syscall_loop(base):
+def syscall_loop(base, pool):
     d = tempfile.mkdtemp(prefix="loop-", dir=base)  # random name: see the ext4 note
     out, _ = run([os.path.join(WORK, "syscall_loop"), d, str(NFILES), str(SIZE), str(T),
-                  str(LOOP_SECS), str(LOOP_DEL_POOL)], "loop.log")
+                  str(LOOP_SECS), str(pool)], "loop.log")
     res = {}
     for m in re.finditer(r"^RESULT (.*)$", out, re.M):
         kv = dict(x.split("=", 1) for x in m.group(1).split())
@@ -164,7 +165,7 @@ def syscall_loop(base):
     rows["total"] = (float(tot["ops_per_sec"]), float(tot["cpu_us_per_op"]))
     notes = [f"syscall: {tot['count']} ops in {float(tot['elapsed_s']):.2f} s"]
     if tot["del_exhausted"] != "0":
-        notes[0] += f" (delete pool of {LOOP_DEL_POOL} used up: run ended early)"
+        notes[0] += f" (delete pool of {pool} used up: run ended early)"
     if tot["errors"] != "0":
         notes.append(f"syscall: {tot['errors']} failed ops")
     return rows, float(res["DELETE"]["ops_per_sec"]), notes
@@ -346,7 +347,9 @@ def fstype_of(path):
 
 parents = {"tmpfs": E["TMPFS_PARENT"], "disk": E["DISK_PARENT"]}
 outputs = []
-for fsname in E["FILESYSTEMS"].split():
+load0 = os.getloadavg()
+fs_list = E["FILESYSTEMS"].split()
+for fsname in fs_list:
     base = tempfile.mkdtemp(prefix="sai3-bench-", dir=parents[fsname])
     with open(os.path.join(WORK, "datadirs"), "a") as f:
         f.write(base + "\n")
@@ -362,14 +365,16 @@ for fsname in E["FILESYSTEMS"].split():
             log(f"{fsname}: sync done, settling {settle:g} s")
             time.sleep(settle)
 
-    log(f"{fsname}: syscall loop ({LOOP_SECS} s, delete pool {LOOP_DEL_POOL}) in {base}")
-    loop_rows, del_rate, n1 = syscall_loop(base)
+    pool = int(E["LOOP_DEL_POOL"] or (300000 if fstype == "tmpfs" else 100000))
+    log(f"{fsname}: syscall loop ({LOOP_SECS} s, delete pool {pool}) in {base}")
+    loop_rows, del_rate, n1 = syscall_loop(base, pool)
     between_tools()
     sai3_rows, n2 = sai3(base, fsname, del_rate)
     between_tools()
     fio_rows, n3 = fio(base, fsname)
     subprocess.run(["rm", "-rf", "--", base], check=True)
-    between_tools()
+    if fsname != fs_list[-1]:
+        between_tools()
     results = {"sai3": sai3_rows, "fio": fio_rows, "syscall": loop_rows}
     outputs.append((fsname, base, fstype, results, n1 + n2 + n3))
     log(f"{fsname}: done")
@@ -377,6 +382,9 @@ for fsname in E["FILESYSTEMS"].split():
 print(f"\nsmallfile.sh: sai3bench-ctl {SAI3_SECS} s mixed, fio {FIO_SECS} s per kind, "
       f"syscall loop {LOOP_SECS} s mixed; {os.cpu_count()} CPUs; sai3 cores: "
       f"{E['SAI3_CORES'] or 'default'}")
+busy = load0[0] > (os.cpu_count() or 1)
+print(f"load average (1 min) at start: {load0[0]:.2f}"
+      + ("  <- other processes were busy: numbers are noisy" if busy else ""))
 for o in outputs:
     table(*o)
 print(f"\n(total wall time {time.monotonic() - t_start:.0f} s)")

@@ -251,7 +251,9 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < g_size; i++) ws[t].buf[i] = (char)(xorshift(&ws[t].rng) >> 56);
         if (pthread_create(&ws[t].tid, NULL, worker, &ws[t])) die("pthread_create", NULL);
     }
+    double ts0 = now_s();
     pthread_barrier_wait(&g_ready); /* pools exist */
+    double setup_s = now_s() - ts0;
 
     struct rusage r0, r1;
     getrusage(RUSAGE_SELF, &r0);
@@ -300,7 +302,9 @@ int main(int argc, char **argv)
            atomic_load(&g_del_exhausted), atomic_load(&g_errors));
     fflush(stdout);
 
+    double tc0 = now_s();
     cleanup(ws);
+    printf("timing: setup %.1f s, cleanup %.1f s (not measured)\n", setup_s, now_s() - tc0);
     for (int t = 0; t < g_threads; t++) free(ws[t].buf);
     free(ws);
     return 0;

@@ -427,7 +427,41 @@ workload:
     shutil.rmtree(cwd)
 
 
+def t_valgrind():
+    vg = shutil.which("valgrind")
+    check(vg, "valgrind is not installed (scripts/deps.sh installs it)")
+    cwd = tmpdir()
+    cfg = write(os.path.join(cwd, "vg.yaml"), """target: "file://./data/"
+duration: 2s
+concurrency: 4
+io_rate: { iops: 200 }
+prepare:
+  ensure_objects:
+    - { base_uri: "file://./data/p/", count: 50, size_spec: { type: uniform, min: 1, max: 20000 } }
+  cleanup: true
+workload:
+  - { op: get, path: "p/*", weight: 4 }
+  - { op: put, path: "n/", object_size: 3000, weight: 2 }
+  - { op: stat, path: "p/", weight: 1 }
+  - { op: list, path: "p/", weight: 1 }
+  - { op: delete, path: "p/", weight: 1 }
+  - { op: mkdir, path: "d/", weight: 1 }
+  - { op: rmdir, path: "d/", weight: 1 }
+""")
+    p = subprocess.run([vg, "--error-exitcode=99", "--leak-check=full",
+                        "--errors-for-leak-kinds=definite,indirect", "-q", CTL, "run", "--config", cfg],
+                       cwd=cwd, capture_output=True, text=True, timeout=240)
+    if p.returncode != 0:
+        print(p.stdout[-3000:])
+        print(p.stderr[-6000:])
+        fail(f"valgrind run exited {p.returncode}")
+    check("Results saved to:" in p.stdout, "run did not finish")
+    check(files_under(os.path.join(cwd, "data")) == 0, "cleanup left files")
+    shutil.rmtree(cwd)
+
+
 TESTS = {
+    "valgrind": t_valgrind,
     "quickstart": t_quickstart, "direct": t_direct, "direct-tmpfs": t_direct_tmpfs,
     "bad-config": t_bad_config, "cli": t_cli, "interrupt": t_interrupt, "io-rate": t_io_rate,
     "max-errors": t_max_errors, "retries": t_retries, "prepare-skip": t_prepare_skip,

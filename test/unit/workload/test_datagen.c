@@ -66,7 +66,8 @@ static void test_compress_ratios(void **s)
     for (uint32_t n = 2; n <= 4; n *= 2) {
         double r = ratio_for(WL_FILL_RANDOM, 1, n);
         print_message("  compress_factor %u: zstd ratio %.3f:1\n", n, r);
-        if (fabs(r - n) > 0.25 * n) fail_msg("compress_factor %u gave %.2f:1", n, r);
+        if (fabs(r - n) > 0.25 * n)
+            fail_msg("compress_factor %u gave %.2f:1", n, r);
     }
     double rz = ratio_for(WL_FILL_ZERO, 1, 1);
     print_message("  zero: zstd ratio %.0f:1\n", rz);
@@ -91,7 +92,8 @@ static double unique_fraction(uint32_t dedup)
         }
         h[i] = x;
         int seen = 0;
-        for (size_t j = 0; j < i && !seen; j++) seen = h[j] == x;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = h[j] == x;
         uniq += !seen;
     }
     free(h);
@@ -106,18 +108,21 @@ static void test_dedup_ratios(void **s)
     for (uint32_t n = 1; n <= 4; n *= 2) {
         double f = unique_fraction(n);
         print_message("  dedup_factor %u: unique 64 KiB blocks %.4f of a 16 MiB object\n", n, f);
-        if (fabs(f - 1.0 / n) > 0.2 / n) fail_msg("dedup_factor %u: unique fraction %.3f", n, f);
+        if (fabs(f - 1.0 / n) > 0.2 / n)
+            fail_msg("dedup_factor %u: unique fraction %.3f", n, f);
     }
     /* zstd finds the repeated blocks (they sit within its window): ratio about N:1 */
     for (uint32_t n = 2; n <= 4; n *= 2) {
         double r = ratio_for(WL_FILL_RANDOM, n, 1);
         print_message("  dedup_factor %u: zstd ratio %.3f:1\n", n, r);
-        if (fabs(r - n) > 0.25 * n) fail_msg("dedup_factor %u: zstd ratio %.2f:1", n, r);
+        if (fabs(r - n) > 0.25 * n)
+            fail_msg("dedup_factor %u: zstd ratio %.2f:1", n, r);
     }
     /* both together multiply */
     double r = ratio_for(WL_FILL_RANDOM, 2, 2);
     print_message("  dedup 2 x compress 2: zstd ratio %.3f:1\n", r);
-    if (fabs(r - 4) > 1.0) fail_msg("dedup 2 x compress 2: zstd ratio %.2f:1", r);
+    if (fabs(r - 4) > 1.0)
+        fail_msg("dedup 2 x compress 2: zstd ratio %.2f:1", r);
 }
 
 static void test_seeds_and_ids(void **s)
@@ -170,7 +175,8 @@ static void test_fill_limits(void **s)
     int n = wl_datagen_fill(g, 1, 100u << 20, iov, WL_DG_MAX_IOV);
     assert_true(n >= 7);
     size_t tot = 0;
-    for (int i = 0; i < n; i++) tot += iov[i].iov_len;
+    for (int i = 0; i < n; i++)
+        tot += iov[i].iov_len;
     assert_int_equal(tot, 100u << 20);
     assert_int_equal(wl_datagen_fill(g, 1, 100u << 20, iov, 2), -EINVAL);
     wl_datagen_destroy(g);
@@ -182,11 +188,13 @@ static void test_rng(void **s)
     wl_rng_t a, b;
     wl_rng_seed(&a, 123);
     wl_rng_seed(&b, 123);
-    for (int i = 0; i < 1000; i++) assert_int_equal(wl_rng_next(&a), wl_rng_next(&b));
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(wl_rng_next(&a), wl_rng_next(&b));
     /* rng_below: uniform over 10 cells, chi-square with a loose bound */
     uint64_t cells[10] = {0};
     const int n = 1000000;
-    for (int i = 0; i < n; i++) cells[wl_rng_below(&a, 10)]++;
+    for (int i = 0; i < n; i++)
+        cells[wl_rng_below(&a, 10)]++;
     double chi = 0;
     for (int i = 0; i < 10; i++) {
         double d = (double)cells[i] - n / 10.0;
@@ -200,7 +208,8 @@ static void test_rng(void **s)
         assert_true(d >= 0 && d < 1);
     }
     uint64_t big = (1ull << 63) + 12345;
-    for (int i = 0; i < 1000; i++) assert_true(wl_rng_below(&a, big) < big);
+    for (int i = 0; i < 1000; i++)
+        assert_true(wl_rng_below(&a, big) < big);
     assert_int_not_equal(wl_mix64(1), wl_mix64(2));
 }
 
@@ -224,8 +233,8 @@ static void test_dedup_windows(void **s)
             }
             /* nb / n, plus one when the window starts inside a run of copies */
             if (uniq < nb / n || uniq > nb / n + 1)
-                fail_msg("dedup_factor %u id %llu: %zu distinct of %zu", n,
-                         (unsigned long long)id, uniq, nb);
+                fail_msg("dedup_factor %u id %llu: %zu distinct of %zu", n, (unsigned long long)id,
+                         uniq, nb);
             free(b);
         }
         wl_datagen_destroy(g);
@@ -262,13 +271,15 @@ static void test_slices(void **s)
             if (dd[v] > 1 || cf[v] > 1)
                 assert_int_equal(((uintptr_t)iov[0].iov_base - pool) % WL_DG_BLOCK, 0);
             assert_int_equal(wl_datagen_fill(g, id, size, iov, n), n);
-            if (n > 1) assert_int_equal(wl_datagen_fill(g, id, size, iov, n - 1), -EINVAL);
+            if (n > 1)
+                assert_int_equal(wl_datagen_fill(g, id, size, iov, n - 1), -EINVAL);
         }
         assert_int_equal(wl_datagen_fill(g, 1, 4096, iov, 0), -EINVAL);
         assert_int_equal(wl_datagen_fill(g, 1, 4096, iov, -1), -EINVAL);
         /* 64 slices cover at most 64 pool passes */
-        assert_int_equal(wl_datagen_fill(g, 1, (uint64_t)WL_DG_MAX_IOV * WL_DG_POOL + 1, iov,
-                                         WL_DG_MAX_IOV), -EINVAL);
+        assert_int_equal(
+            wl_datagen_fill(g, 1, (uint64_t)WL_DG_MAX_IOV * WL_DG_POOL + 1, iov, WL_DG_MAX_IOV),
+            -EINVAL);
         wl_datagen_destroy(g);
     }
 }
@@ -282,7 +293,8 @@ static void test_rng_unbiased(void **s)
     const uint64_t n = 0xaaaaaaaaaaaaaaabull;
     int low = 0;
     const int draws = 200000;
-    for (int i = 0; i < draws; i++) low += wl_rng_below(&a, n) < n / 2;
+    for (int i = 0; i < draws; i++)
+        low += wl_rng_below(&a, n) < n / 2;
     double f = (double)low / draws;
     print_message("  rng_below(2^64*2/3): fraction below n/2 = %.4f\n", f);
     assert_true(fabs(f - 0.5) < 0.01);
@@ -299,17 +311,22 @@ static void test_rng_unbiased(void **s)
     wl_rng_seed(&b, 0);
     wl_rng_seed(&c, 1);
     int same = 0;
-    for (int i = 0; i < 1000; i++) same += wl_rng_next(&b) == wl_rng_next(&c);
+    for (int i = 0; i < 1000; i++)
+        same += wl_rng_next(&b) == wl_rng_next(&c);
     assert_int_equal(same, 0);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_compress_ratios), cmocka_unit_test(test_dedup_ratios),
-        cmocka_unit_test(test_seeds_and_ids),   cmocka_unit_test(test_fill_limits),
-        cmocka_unit_test(test_rng),             cmocka_unit_test(test_dedup_windows),
-        cmocka_unit_test(test_slices),          cmocka_unit_test(test_rng_unbiased),
+        cmocka_unit_test(test_compress_ratios),
+        cmocka_unit_test(test_dedup_ratios),
+        cmocka_unit_test(test_seeds_and_ids),
+        cmocka_unit_test(test_fill_limits),
+        cmocka_unit_test(test_rng),
+        cmocka_unit_test(test_dedup_windows),
+        cmocka_unit_test(test_slices),
+        cmocka_unit_test(test_rng_unbiased),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,9 +24,11 @@ static int cmp_u64(const void *a, const void *b)
 /* Exact quantile with the histogram's rank definition: the value at rank ceil(q*n). */
 static uint64_t exact_q(const uint64_t *sorted, size_t n, double q)
 {
-    if (q >= 1) return sorted[n - 1];
+    if (q >= 1)
+        return sorted[n - 1];
     size_t rank = (size_t)ceil(q * (double)n);
-    if (rank < 1) rank = 1;
+    if (rank < 1)
+        rank = 1;
     return sorted[rank - 1];
 }
 
@@ -51,7 +53,7 @@ static uint64_t g_bimodal(wl_rng_t *r, size_t i)
 {
     (void)i;
     return wl_rng_below(r, 100) < 95 ? 50000 + wl_rng_below(r, 20000)        /* ~60 us */
-                                      : 20000000 + wl_rng_below(r, 30000000); /* 20-50 ms */
+                                     : 20000000 + wl_rng_below(r, 30000000); /* 20-50 ms */
 }
 
 static uint64_t g_edges(wl_rng_t *r, size_t i)
@@ -103,17 +105,38 @@ static void check_dist(const char *name, gen_fn gen, uint64_t seed)
     assert_int_equal(wl_hist_quantile(&h, 0.0), v[0]);
     assert_int_equal(h.total, N);
     double sum = 0;
-    for (size_t i = 0; i < N; i++) sum += (double)v[i];
+    for (size_t i = 0; i < N; i++)
+        sum += (double)v[i];
     assert_true(fabs(wl_hist_mean(&h) - sum / N) <= 1e-9 * sum / N + 1e-9);
     wl_hist_free(&h);
     free(v);
 }
 
-static void test_quantiles_uniform(void **s) { (void)s; check_dist("uniform", g_uniform, 1); }
-static void test_quantiles_lognormal(void **s) { (void)s; check_dist("lognormal", g_lognormal, 2); }
-static void test_quantiles_bimodal(void **s) { (void)s; check_dist("bimodal", g_bimodal, 3); }
-static void test_quantiles_edges(void **s) { (void)s; check_dist("edges", g_edges, 4); }
-static void test_quantiles_tiny(void **s) { (void)s; check_dist("tiny", g_tiny, 5); }
+static void test_quantiles_uniform(void **s)
+{
+    (void)s;
+    check_dist("uniform", g_uniform, 1);
+}
+static void test_quantiles_lognormal(void **s)
+{
+    (void)s;
+    check_dist("lognormal", g_lognormal, 2);
+}
+static void test_quantiles_bimodal(void **s)
+{
+    (void)s;
+    check_dist("bimodal", g_bimodal, 3);
+}
+static void test_quantiles_edges(void **s)
+{
+    (void)s;
+    check_dist("edges", g_edges, 4);
+}
+static void test_quantiles_tiny(void **s)
+{
+    (void)s;
+    check_dist("tiny", g_tiny, 5);
+}
 
 static void test_every_value_within_precision(void **s)
 {
@@ -122,13 +145,15 @@ static void test_every_value_within_precision(void **s)
     wl_rng_seed(&r, 9);
     for (int i = 0; i < 200000; i++) {
         uint64_t v = 1 + wl_rng_below(&r, WL_HIST_MAX_NS);
-        if (i % 2) v = 1 + (wl_rng_next(&r) >> (22 + wl_rng_below(&r, 42))) % WL_HIST_MAX_NS;
+        if (i % 2)
+            v = 1 + (wl_rng_next(&r) >> (22 + wl_rng_below(&r, 42))) % WL_HIST_MAX_NS;
         size_t idx = wl_hist_index_of(v);
         assert_true(idx < wl_hist_bucket_count());
         uint64_t lo = wl_hist_lowest_equivalent(idx), hi = wl_hist_highest_equivalent(idx);
         assert_true(lo <= v && v <= hi);
         assert_true((double)(hi - lo) <= (double)lo / 1024.0);
-        if (v < 2048) assert_true(lo == v && hi == v);
+        if (v < 2048)
+            assert_true(lo == v && hi == v);
     }
 }
 
@@ -197,7 +222,8 @@ static void test_serialize(void **s)
     wl_hist_init(&d);
     wl_rng_t r;
     wl_rng_seed(&r, 21);
-    for (int i = 0; i < 100000; i++) wl_hist_record(&h, g_bimodal(&r, 0));
+    for (int i = 0; i < 100000; i++)
+        wl_hist_record(&h, g_bimodal(&r, 0));
     wl_hist_record(&h, WL_HIST_MAX_NS + 5);
     size_t need = wl_hist_serialize(&h, NULL, 0);
     uint8_t *buf = malloc(need);
@@ -225,7 +251,8 @@ static void test_serialize(void **s)
         wl_hist_init(&x);
         if (wl_hist_deserialize(&x, c, need) == 0) {
             uint64_t tot = 0;
-            for (size_t k = 0; k < wl_hist_bucket_count(); k++) tot += x.counts ? x.counts[k] : 0;
+            for (size_t k = 0; k < wl_hist_bucket_count(); k++)
+                tot += x.counts ? x.counts[k] : 0;
             assert_int_equal(tot, x.total);
             assert_true(wl_hist_quantile(&x, 0.5) <= x.max);
         }
@@ -234,7 +261,8 @@ static void test_serialize(void **s)
     /* random garbage */
     for (int i = 0; i < 20000; i++) {
         size_t len = wl_rng_below(&r, 64);
-        for (size_t k = 0; k < len; k++) c[k] = (uint8_t)wl_rng_next(&r);
+        for (size_t k = 0; k < len; k++)
+            c[k] = (uint8_t)wl_rng_next(&r);
         if (len >= 3 && (i & 1)) {
             c[0] = 'W';
             c[1] = 'H';
@@ -258,10 +286,27 @@ static void test_serialize(void **s)
     wl_hist_free(&d);
 }
 
+/* first and last values of random buckets, and their neighbours */
+static uint64_t g_subedges(wl_rng_t *r, size_t i)
+{
+    (void)i;
+    size_t idx = wl_rng_below(r, wl_hist_index_of(WL_HIST_MAX_NS) + 1);
+    uint64_t v =
+        wl_rng_below(r, 2) ? wl_hist_lowest_equivalent(idx) : wl_hist_highest_equivalent(idx);
+    v += wl_rng_below(r, 3) - 1;
+    return v == 0 ? 1 : v > WL_HIST_MAX_NS ? WL_HIST_MAX_NS : v;
+}
+
+static void test_quantiles_subedges(void **s)
+{
+    (void)s;
+    check_dist("bucket edges", g_subedges, 8);
+}
+
 static uint64_t g_mixed(wl_rng_t *r, size_t i)
 {
-    static const gen_fn gens[] = {g_uniform, g_lognormal, g_bimodal, g_edges, g_tiny};
-    return gens[i % 5](r, i);
+    static const gen_fn gens[] = {g_uniform, g_lognormal, g_bimodal, g_edges, g_tiny, g_subedges};
+    return gens[i % 6](r, i);
 }
 
 static void test_quantiles_mixed(void **s)
@@ -287,7 +332,8 @@ static void test_quantiles_mixed(void **s)
         assert_true(got >= want);
         assert_true(got - want <= want / 1024);
         double rel = (double)(got - want) / (double)want;
-        if (rel > worst) worst = rel;
+        if (rel > worst)
+            worst = rel;
     }
     print_message("  mixed, 9999 quantiles: worst rel. error %.4f%%\n", worst * 100);
     wl_hist_free(&h);
@@ -303,11 +349,16 @@ static void test_geometry(void **s)
         uint64_t lo = wl_hist_lowest_equivalent(i), hi = wl_hist_highest_equivalent(i);
         assert_true(lo <= hi);
         /* index_of clamps above WL_HIST_MAX_NS, so buckets beyond it are never used */
-        if (lo <= WL_HIST_MAX_NS) assert_int_equal(wl_hist_index_of(lo), i);
-        if (hi <= WL_HIST_MAX_NS) assert_int_equal(wl_hist_index_of(hi), i);
-        if (i + 1 < n) assert_int_equal(wl_hist_lowest_equivalent(i + 1), hi + 1); /* tiling */
-        if (i < 2048) assert_true(lo == i && hi == i);
-        else assert_true(hi - lo < lo / 1024);
+        if (lo <= WL_HIST_MAX_NS)
+            assert_int_equal(wl_hist_index_of(lo), i);
+        if (hi <= WL_HIST_MAX_NS)
+            assert_int_equal(wl_hist_index_of(hi), i);
+        if (i + 1 < n)
+            assert_int_equal(wl_hist_lowest_equivalent(i + 1), hi + 1); /* tiling */
+        if (i < 2048)
+            assert_true(lo == i && hi == i);
+        else
+            assert_true(hi - lo < lo / 1024);
     }
     assert_true(wl_hist_index_of(WL_HIST_MAX_NS) < n);
     assert_true(wl_hist_highest_equivalent(n - 1) >= WL_HIST_MAX_NS);
@@ -336,7 +387,8 @@ static void test_overflow_and_short_buffer(void **s)
     /* too small a buffer: returns the size needed and writes at most cap bytes */
     memset(buf, 0xee, sizeof(buf));
     assert_int_equal(wl_hist_serialize(&h, buf, 4), need);
-    for (size_t i = 4; i < sizeof(buf); i++) assert_int_equal(buf[i], 0xee);
+    for (size_t i = 4; i < sizeof(buf); i++)
+        assert_int_equal(buf[i], 0xee);
     assert_true(isnan(wl_hist_mean(&d)) == 0);
     assert_int_equal(wl_hist_quantile(&d, NAN), d.min);
     wl_hist_free(&h);
@@ -354,7 +406,8 @@ static int check_accepted(const uint8_t *b, size_t len)
         return 0;
     }
     uint64_t tot = 0;
-    for (size_t k = 0; x.counts && k < wl_hist_bucket_count(); k++) tot += x.counts[k];
+    for (size_t k = 0; x.counts && k < wl_hist_bucket_count(); k++)
+        tot += x.counts[k];
     assert_int_equal(tot, x.total);
     assert_true(x.clamped <= x.total && x.min <= x.max && x.max <= WL_HIST_MAX_NS);
     for (double q = 0; q <= 1.0; q += 0.125) {
@@ -376,14 +429,16 @@ static void test_fuzz_canonical(void **s)
     wl_rng_seed(&r, 31);
     wl_hist_t h;
     wl_hist_init(&h);
-    for (int i = 0; i < 2000; i++) wl_hist_record(&h, g_mixed(&r, (size_t)i));
+    for (int i = 0; i < 2000; i++)
+        wl_hist_record(&h, g_mixed(&r, (size_t)i));
     wl_hist_record_n(&h, WL_HIST_MAX_NS * 2, 3);
     size_t need = wl_hist_serialize(&h, NULL, 0);
     uint8_t *buf = malloc(need), *c = malloc(need + 16);
     wl_hist_serialize(&h, buf, need);
     int accepted = 0, accepted_rnd = 0;
     assert_int_equal(check_accepted(buf, need), 1);
-    for (size_t len = 0; len <= need; len++) check_accepted(buf, len);
+    for (size_t len = 0; len <= need; len++)
+        check_accepted(buf, len);
     /* a second, tiny seed: 1-3 values, so mutations often land on header fields */
     uint8_t small[64];
     size_t small_len = 0;
@@ -408,8 +463,12 @@ static void test_fuzz_canonical(void **s)
         for (int m = 0; m < muts; m++) {
             size_t at = wl_rng_below(&r, len);
             switch (wl_rng_below(&r, 4)) {
-            case 0: c[at] ^= (uint8_t)(1u << wl_rng_below(&r, 8)); break;
-            case 1: c[at] = (uint8_t)wl_rng_next(&r); break;
+            case 0:
+                c[at] ^= (uint8_t)(1u << wl_rng_below(&r, 8));
+                break;
+            case 1:
+                c[at] = (uint8_t)wl_rng_next(&r);
+                break;
             case 2:
                 if (len < need + 15) {
                     memmove(c + at + 1, c + at, len - at);
@@ -447,13 +506,20 @@ static void test_fuzz_canonical(void **s)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_quantiles_uniform),   cmocka_unit_test(test_quantiles_lognormal),
-        cmocka_unit_test(test_quantiles_bimodal),   cmocka_unit_test(test_quantiles_edges),
-        cmocka_unit_test(test_quantiles_tiny),      cmocka_unit_test(test_every_value_within_precision),
-        cmocka_unit_test(test_merge_exact),         cmocka_unit_test(test_edge_values),
-        cmocka_unit_test(test_serialize),          cmocka_unit_test(test_quantiles_mixed),
-        cmocka_unit_test(test_geometry),           cmocka_unit_test(test_overflow_and_short_buffer),
+        cmocka_unit_test(test_quantiles_uniform),
+        cmocka_unit_test(test_quantiles_lognormal),
+        cmocka_unit_test(test_quantiles_bimodal),
+        cmocka_unit_test(test_quantiles_edges),
+        cmocka_unit_test(test_quantiles_tiny),
+        cmocka_unit_test(test_every_value_within_precision),
+        cmocka_unit_test(test_merge_exact),
+        cmocka_unit_test(test_edge_values),
+        cmocka_unit_test(test_serialize),
+        cmocka_unit_test(test_quantiles_mixed),
+        cmocka_unit_test(test_geometry),
+        cmocka_unit_test(test_overflow_and_short_buffer),
         cmocka_unit_test(test_fuzz_canonical),
+        cmocka_unit_test(test_quantiles_subedges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

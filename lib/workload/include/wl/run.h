@@ -33,6 +33,7 @@ typedef struct wl_tick {
     const wl_stats_t *delta; /* ops completed in the interval, all cores merged exactly */
     uint64_t done, total;  /* prepare/cleanup: objects handled / to handle; execute: 0, 0 */
     uint64_t in_flight;    /* ops issued and not yet completed, all cores */
+    int final;             /* the last tick of the phase */
 } wl_tick_t;
 
 typedef struct wl_run_cb {
