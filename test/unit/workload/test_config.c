@@ -623,8 +623,8 @@ static void test_plan(void **state)
     assert_non_null(plan);
     static const char *const want2[] = {
         "  target:       (none; ops use full URIs)\n",
-        "concurrency: 5 (2\xe2\x80\x93"
-        "3 per core)\n",
+        ("concurrency: 5 (2\xe2\x80\x93"
+         "3 per core)\n"),
         "  duration:     5m   rate: 500 ops/s, exponential\n",
         "ensure 1 set, 10 objects, about 10",
         "RMDIR   100.0%  file:///x/d/  (recursive)\n",

@@ -147,6 +147,7 @@ static void test_cpu(void **state)
     assert_int_equal(wl_cpu_read(&a), 0);
     volatile double x = 0;
     for (int i = 0; i < 20000000; i++) x += i * 0.5;
+    assert_true(x > 0);
     assert_int_equal(wl_cpu_read(&b), 0);
     double u, s, w;
     wl_cpu_pct(&a, &b, &u, &s, &w);
