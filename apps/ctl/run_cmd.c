@@ -120,11 +120,12 @@ static void print_live(runctx_t *rc, const wl_tick_t *t)
         wl_fmt_ns(wl_hist_quantile(&h, 0.5), p50, sizeof(p50));
         wl_fmt_ns(wl_hist_quantile(&h, 0.99), p99, sizeof(p99));
         fmt_count((uint64_t)((double)ops / secs + 0.5), ops_s, sizeof(ops_s));
-        n += (size_t)snprintf(line + n, sizeof(line) - n,
-                              "%s %s %s ops/s %.1f MiB/s p50 %s p99 %s err %" PRIu64,
-                              n > 8 ? " |" : "", wl_class_name((wl_class_t)c), ops_s,
-                              (double)bytes / 1048576.0 / secs, p50, p99,
-                              wl_stats_class_errors(&rc->live, (wl_class_t)c));
+        char mibs[32] = "";
+        if (c != WL_CLASS_META)
+            snprintf(mibs, sizeof(mibs), " %.1f MiB/s", (double)bytes / 1048576.0 / secs);
+        n += (size_t)snprintf(line + n, sizeof(line) - n, "%s %s %s/s%s p50 %s p99 %s err %" PRIu64,
+                              n > 8 ? " |" : "", wl_class_name((wl_class_t)c), ops_s, mibs, p50,
+                              p99, wl_stats_class_errors(&rc->live, (wl_class_t)c));
         wl_hist_free(&h);
         if (n >= sizeof(line)) break;
     }
