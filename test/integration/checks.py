@@ -460,7 +460,43 @@ workload:
     shutil.rmtree(cwd)
 
 
+def t_listed():
+    """GET/STAT/DELETE on data prepare did not make: globs resolved by one listing."""
+    cwd = tmpdir()
+    for i in range(40):
+        write(os.path.join(cwd, "data/other/sub", f"f{i:03d}.bin"), "x" * (1000 + i))
+        write(os.path.join(cwd, "data/other", f"g{i:03d}.bin"), "y" * 3000)
+        write(os.path.join(cwd, "data/other", f"skip{i:03d}.txt"), "z")
+    cfg = write(os.path.join(cwd, "l.yaml"), """target: "file://./data/"
+duration: 5s
+concurrency: 4
+workload:
+  - { op: get, path: "other/**/f*.bin", weight: 5 }
+  - { op: stat, path: "other/sub/f0[0-1]?.bin", weight: 5 }
+  - { op: delete, path: "other/g*.bin", weight: 1 }
+""")
+    p = run(["run", "--config", cfg], cwd)
+    check("GET file://./data/other/**/f*.bin: 40 objects" in p.stdout, p.stdout)
+    check("STAT file://./data/other/sub/f0[0-1]?.bin: 20 objects" in p.stdout, p.stdout)
+    check("DELETE file://./data/other/g*.bin: 40 objects" in p.stdout, p.stdout)
+    rows = check_results_tsv(os.path.join(results_dir(p, cwd), "results.tsv"))
+    avg = float(rows[("GET", "ALL")][9])
+    check(1000 <= avg <= 1039, f"GET read other files: avg {avg}")
+    # DELETE consumed each listed object exactly once, with no errors
+    check(int(rows[("DELETE", "ALL")][12]) == 40, f"DELETE count {rows[('DELETE', 'ALL')][12]}")
+    check("error x" not in p.stdout, p.stdout)
+    check(not any(f.startswith("g") for f in os.listdir(os.path.join(cwd, "data/other"))),
+          "g*.bin left")
+    check(len([f for f in os.listdir(os.path.join(cwd, "data/other")) if f.endswith(".txt")]) == 40,
+          "txt files touched")
+    bad = write(os.path.join(cwd, "none.yaml"), open(cfg).read().replace("f*.bin", "nomatch*.bin"))
+    p = run(["run", "--config", bad], cwd, expect=1)
+    check("matches no objects" in p.stderr, p.stderr)
+    shutil.rmtree(cwd)
+
+
 TESTS = {
+    "listed": t_listed,
     "valgrind": t_valgrind,
     "quickstart": t_quickstart, "direct": t_direct, "direct-tmpfs": t_direct_tmpfs,
     "bad-config": t_bad_config, "cli": t_cli, "interrupt": t_interrupt, "io-rate": t_io_rate,
