@@ -51,7 +51,7 @@
 #     over the pool. invalidate=0 keeps the page cache (fio's default drops it per file with
 #     fadvise DONTNEED, which would turn disk GETs into device reads, unlike the other tools).
 #     file_service_type=random was not used: with openfiles=1 fio then spends ~95% of its CPU in
-#     its own file picking (about 20x fewer ops than sequential on tmpfs), a fio artefact.
+#     its own file picking (about 30x fewer ops than sequential on tmpfs), a fio artefact.
 #     Sequential order over each job's own files, whereas the other tools pick files at random.
 #   * fio STAT: ioengine=filestat (stat(2) per file), time_based, over the GET pool.
 #   * fio DELETE: ioengine=filedelete (unlink(2) per file), count-based (a file can be deleted
