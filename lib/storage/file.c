@@ -168,8 +168,9 @@ static void do_get(sto_req_t *r, const char *path, int direct)
         if (hi > lo)
             got += hi - lo;
         pos += (uint64_t)n;
-        /* A short O_DIRECT read means end of file; the next offset would be unaligned. */
-        if (direct && (uint64_t)n < want)
+        /* A short read of a regular file means end of file (and for O_DIRECT the next offset
+         * would be unaligned): stop without the extra read that would return 0. */
+        if ((uint64_t)n < want)
             break;
     }
     r->res.bytes = got;
