@@ -6,14 +6,15 @@ set -euo pipefail
 PKGS=(
   # build
   meson ninja-build pkg-config gcc libc6-dev
-  libuv1-dev libyaml-dev libjansson-dev libzstd-dev
+  libuv1-dev libyaml-dev libjansson-dev libzstd-dev libmbedtls-dev libexpat1-dev
   # tests
   libcmocka-dev clang libclang-rt-14-dev zstd python3 valgrind
   # benchmark comparison
   fio
 )
 if [ "${1:-}" = "--build-only" ]; then
-  PKGS=(meson ninja-build pkg-config gcc libc6-dev libuv1-dev libyaml-dev libjansson-dev libzstd-dev)
+  PKGS=(meson ninja-build pkg-config gcc libc6-dev libuv1-dev libyaml-dev libjansson-dev libzstd-dev
+        libmbedtls-dev libexpat1-dev)
 fi
 
 missing=()

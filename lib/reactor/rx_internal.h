@@ -21,4 +21,20 @@ struct rx_msg {
  * RX_ENOMEM. The node must stay valid and must not be posted again until it has run. */
 int rx__mailbox_post_msg(rx_mailbox_t *mb, rx_msg_t *m);
 
+/* TLS session glue between tcp.c (the socket) and tls.c (mbedtls); see tls.c. */
+#include "rx/stream.h"
+typedef struct rx__tls rx__tls_t;
+int rx__tls_new(rx_tls_ctx_t *ctx, const char *server_name, const char *const *alpn, int insecure,
+                rx__tls_t **out, char *detail, size_t dlen);
+void rx__tls_free(rx__tls_t *t);
+void rx__tls_in_space(rx__tls_t *t, char **base, size_t *len);
+void rx__tls_in_commit(rx__tls_t *t, size_t n);
+int rx__tls_in_pending(const rx__tls_t *t);
+int rx__tls_handshake(rx__tls_t *t, char *detail, size_t dlen);
+int rx__tls_read(rx__tls_t *t, char *buf, size_t cap, char *detail, size_t dlen);
+int rx__tls_write(rx__tls_t *t, const char *p, size_t n, char *detail, size_t dlen);
+void rx__tls_close_notify(rx__tls_t *t);
+char *rx__tls_out_take(rx__tls_t *t, size_t *len);
+const char *rx__tls_alpn(const rx__tls_t *t);
+
 #endif

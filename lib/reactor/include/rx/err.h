@@ -21,7 +21,10 @@
     X(RX_ETHREAD, 5, "could not start a core thread")                                              \
     X(RX_EAFFINITY, 6, "could not pin a core thread to its CPU")                                   \
     X(RX_ECANCELED, 7, "operation canceled")                                                       \
-    X(RX_ETIMEDOUT, 8, "operation timed out")
+    X(RX_ETIMEDOUT, 8, "operation timed out")                                                      \
+    X(RX_ETLS, 9, "TLS handshake or record failure")                                               \
+    X(RX_ETLSVERIFY, 10, "TLS certificate verification failed")                                    \
+    X(RX_ETLSCA, 11, "TLS CA bundle could not be loaded")
 
 enum rx_err {
 #define RX_ERR_ENUM(name, off, msg) name = RX_ERR_BASE - (off),

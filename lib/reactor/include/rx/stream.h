@@ -1,0 +1,155 @@
+/* rx/stream.h — TCP and TLS client streams over libuv.
+ *
+ * One stream is one client connection. It is created on, and owned by, one loop thread: every
+ * function here, every callback and rx_stream_close() run on that loop's thread. Nothing in this
+ * header is thread-safe; a stream (or a TLS context) must never be touched from another thread.
+ *
+ * Lifecycle:
+ *   rx_stream_connect() → resolve (uv_getaddrinfo, IPv4 and IPv6; addresses are tried in the order
+ *   the resolver returns them until one connects) → uv_tcp_connect → TLS handshake (when enabled)
+ *   → on_connect(s, 0). The connect timeout covers all three steps. On failure on_connect(s, code)
+ *   runs once and the stream can only be closed. Whatever happens, the caller owns the stream
+ *   from rx_stream_connect() on and must eventually call rx_stream_close() (idempotent); its
+ *   memory is freed after on_closed returned. If the stream is closed before on_connect ran,
+ *   on_connect is not called.
+ *
+ * Callbacks never run from inside the call that registered them (rx_stream_connect,
+ * rx_stream_write, rx_stream_read_start); they run later from the loop. Every callback may call
+ * rx_stream_close() on its stream.
+ *
+ * Errors: negative codes. libuv codes pass through (UV_ECONNREFUSED, UV_EAI_NONAME,
+ * UV_EOF, ...), and the rx codes of rx/err.h: RX_ETIMEDOUT (connect deadline), RX_ECANCELED
+ * (pending write at close), RX_ESTATE (operation on a closed or not yet connected stream),
+ * RX_ETLS (handshake or record-layer failure), RX_ETLSVERIFY (certificate verification failed),
+ * RX_ETLSCA (the CA bundle could not be loaded). rx_stream_error_detail() gives the text behind the
+ * last failure (the address that refused, mbedtls' error text, or mbedtls' verify-info lines).
+ *
+ * Writes to a peer that closed raise SIGPIPE: applications must ignore SIGPIPE.
+ */
+#ifndef RX_STREAM_H
+#define RX_STREAM_H
+
+#include <stddef.h>
+#include <sys/uio.h>
+#include <uv.h>
+
+typedef struct rx_stream rx_stream_t;
+typedef struct rx_tls_ctx rx_tls_ctx_t;
+
+/* ---- TLS context: parsed CA chain plus a DRBG, shared by the TLS streams of one loop ---- */
+
+/* Default CA bundle when neither a path nor AWS_CA_BUNDLE is given. */
+#define RX_TLS_DEFAULT_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
+
+enum rx_tls_ctx_flags {
+    /* Do not load any CA: the context can only serve streams with tls_insecure_skip_verify
+     * (verifying streams fail to connect with RX_ETLSCA). */
+    RX_TLS_CTX_NO_CA = 1u << 0,
+};
+
+/* Loop thread. Loads the CA bundle ca_file (PEM or DER file; NULL or "" = the environment variable
+ * AWS_CA_BUNDLE if set and non-empty, else RX_TLS_DEFAULT_CA_FILE) and seeds an mbedtls CTR-DRBG.
+ * Parsing the system bundle takes milliseconds: create one context per loop at start and pass it
+ * to every stream through rx_stream_opts_t.tls_ctx. The context belongs to the loop thread that
+ * created it. Entries of the bundle that mbedtls cannot parse are skipped; at least one must parse.
+ * Returns 0, RX_EINVAL, RX_ENOMEM, RX_ETLSCA (file missing or no certificate in it) or RX_ETLS
+ * (DRBG seeding failed). */
+int rx_tls_ctx_create(const char *ca_file, unsigned flags, rx_tls_ctx_t **out);
+/* Loop thread. Drops the creator's reference; the context is freed when the last stream using it
+ * has been freed too, so it may be called while streams are still open. NULL is ignored. */
+void rx_tls_ctx_destroy(rx_tls_ctx_t *ctx);
+/* The CA file the context loaded ("" with RX_TLS_CTX_NO_CA). Valid while the context lives. */
+const char *rx_tls_ctx_ca_file(const rx_tls_ctx_t *ctx);
+
+/* ---- streams ---- */
+
+typedef struct rx_stream_opts {
+    /* Deadline for resolve + TCP connect + TLS handshake, in ms. Default 5000. 0 means "already
+     * expired": the connect fails with RX_ETIMEDOUT on the next loop iteration (used by tests to
+     * reach the timeout path without waiting). Negative: no deadline. */
+    int connect_timeout_ms;
+    int nodelay;     /* TCP_NODELAY; default 1 */
+    int keepalive_s; /* TCP keepalive idle seconds; default 30; 0 = off */
+
+    /* TLS (mbedtls 2.28, TLS 1.2 only). */
+    int tls; /* default 0 */
+    /* Name sent as SNI and checked against the certificate (SAN DNS entries, else CN).
+     * NULL = the host passed to rx_stream_connect. mbedtls 2.28 cannot match IP-address SANs: when
+     * connecting to an IP literal (say 127.0.0.1) pass the certificate's DNS name here (say
+     * "localhost"), or verification fails with RX_ETLSVERIFY. Copied at connect. */
+    const char *server_name;
+    /* ALPN protocols to offer, most preferred first, terminated by NULL (e.g.
+     * {"h2", "http/1.1", NULL}). NULL = no ALPN extension. Copied at connect. */
+    const char *const *alpn;
+    /* Shared context (recommended). NULL: the stream creates a private one from ca_file, which
+     * parses the bundle again for every connection. */
+    rx_tls_ctx_t *tls_ctx;
+    /* Only when tls_ctx is NULL: CA bundle path (NULL = AWS_CA_BUNDLE, else the system bundle). */
+    const char *ca_file;
+    /* TEST RIGS ONLY: accept any certificate, any name. Never set this in production paths. */
+    int tls_insecure_skip_verify;
+} rx_stream_opts_t;
+
+/* Fills the defaults above. Always initialise options with it before setting fields. */
+void rx_stream_opts_init(rx_stream_opts_t *o);
+
+/* status: 0 connected (and handshaken), or a negative code (see the top of this file). */
+typedef void (*rx_stream_connect_cb)(rx_stream_t *s, int status);
+/* A slice of plaintext, valid only during the call (zero-copy: the read buffer for TCP, the
+ * decrypted buffer for TLS). */
+typedef void (*rx_stream_data_cb)(rx_stream_t *s, const char *data, size_t len);
+/* Reading ended: UV_EOF for an orderly end (TCP FIN, or TLS close_notify; a TLS peer that just
+ * closes the TCP connection also gives UV_EOF), else a negative error. Reading is stopped. */
+typedef void (*rx_stream_end_cb)(rx_stream_t *s, int status);
+/* status: 0 all bytes handed to the kernel, RX_ECANCELED when the stream was closed first, or a
+ * negative libuv code. */
+typedef void (*rx_stream_write_cb)(rx_stream_t *s, int status, void *ud);
+/* Runs once after every handle is closed; the stream's memory is freed when it returns. */
+typedef void (*rx_stream_close_cb)(rx_stream_t *s);
+
+/* Loop thread. host: DNS name or IP literal ("::1" or "[::1]"); port 1..65535. opts may be NULL
+ * (defaults). On success *out is the new stream, and on_connect will run (unless it is closed
+ * first). Returns 0, RX_EINVAL, RX_ENOMEM, RX_ETLSCA/RX_ETLS (private TLS context could not be
+ * created), or a libuv code; on failure *out is NULL and nothing will be called. */
+int rx_stream_connect(uv_loop_t *loop, const char *host, int port, const rx_stream_opts_t *opts,
+                      rx_stream_connect_cb on_connect, void *ud, rx_stream_t **out);
+
+/* User pointer given to rx_stream_connect (and changed by rx_stream_set_ud). */
+void *rx_stream_ud(const rx_stream_t *s);
+void rx_stream_set_ud(rx_stream_t *s, void *ud);
+uv_loop_t *rx_stream_loop(const rx_stream_t *s);
+
+/* Starts delivering data. Only after a successful connect. Returns 0, RX_EINVAL or RX_ESTATE
+ * (not connected, closed, or reading already ended). Calling it while reading is a no-op that
+ * updates the callbacks. */
+int rx_stream_read_start(rx_stream_t *s, rx_stream_data_cb on_data, rx_stream_end_cb on_end);
+/* Stops delivering data (no callback runs until read_start again). Returns 0 or RX_ESTATE. */
+int rx_stream_read_stop(rx_stream_t *s);
+
+/* Queues iov[0..n) to be sent in order after earlier writes. Only after a successful connect.
+ * Plain TCP sends the caller's buffers directly: they must stay valid and unchanged until
+ * on_written. TLS encrypts them during the call (the buffers may be reused when it returns);
+ * on_written still runs after the ciphertext went to the kernel. on_written may be NULL.
+ * Returns 0 (on_written will run exactly once), RX_EINVAL, RX_ESTATE (not connected or closed),
+ * RX_ENOMEM, RX_ETLS, or a libuv code (then on_written will not run). */
+int rx_stream_write(rx_stream_t *s, const struct iovec *iov, int n, rx_stream_write_cb on_written,
+                    void *ud);
+
+/* Closes the stream: stops reading, sends TLS close_notify best-effort, cancels pending writes
+ * (their callbacks get RX_ECANCELED) and closes the socket. on_closed (may be NULL) runs from the
+ * loop once everything is closed; then the memory is freed. Idempotent: later calls do nothing
+ * (the first on_closed stays). NULL is ignored. */
+void rx_stream_close(rx_stream_t *s, rx_stream_close_cb on_closed);
+
+/* 1 once on_connect(s, 0) ran and until rx_stream_close. */
+int rx_stream_is_open(const rx_stream_t *s);
+int rx_stream_is_tls(const rx_stream_t *s);
+/* Negotiated ALPN protocol ("h2"), or NULL (no TLS, none offered, or the server chose none).
+ * Valid until the stream is freed. */
+const char *rx_stream_alpn(const rx_stream_t *s);
+/* Text behind the last failure ("" if none): e.g. "connect 127.0.0.1:443: connection refused",
+ * mbedtls' error string, or mbedtls_x509_crt_verify_info() lines for RX_ETLSVERIFY. Valid until
+ * the next operation on the stream. */
+const char *rx_stream_error_detail(const rx_stream_t *s);
+
+#endif
