@@ -922,14 +922,12 @@ static int build_item(core_ctx_t *cc, slot_t *sl)
                 cc->item_seq = 0;
                 continue;
             }
-            setdesc_t *sd = &r->sets[cc->item_set];
             if (cc->item_k >= cc->set_hi[cc->item_set]) {
                 cc->item_set++;
                 cc->item_k = 0;
                 continue;
             }
             uint64_t idx = cc->item_k++ * n + (uint64_t)cc->idx;
-            (void)sd;
             sl->set = cc->item_set;
             sl->kind = WL_OP_DELETE;
             prepared_key("", idx, sl->key, sizeof(sl->key));
@@ -1497,10 +1495,8 @@ int wl_run_prepare(wl_run_t *r)
     const wl_prepare_cfg_t *p = &r->cfg->prepare;
     memset(&r->psum, 0, sizeof(r->psum));
     uint64_t t0 = rx_now_ns();
-    uint64_t total = 0;
     for (int s = 0; s < r->nsets; s++) {
         setdesc_t *sd = &r->sets[s];
-        total += sd->cfg->count;
         free(sd->exists);
         sd->exists = NULL;
         if (p->force_overwrite) continue;
@@ -1522,7 +1518,6 @@ int wl_run_prepare(wl_run_t *r)
             msg(r, RX_LOG_INFO, "%s: %" PRIu64 " of %" PRIu64 " objects already exist",
                 r->stores[sd->store], lc.found, sd->cfg->count);
     }
-    (void)total;
     int rc = run_phase(r, WL_PHASE_PREPARE);
     const wl_stats_t *st = &r->totals[WL_PHASE_PREPARE];
     r->psum.created = wl_stats_ops(st, WL_OP_PUT);
