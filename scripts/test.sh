@@ -16,7 +16,7 @@ if [ "${1:-}" = "--sanitize" ]; then
   export CC=clang
   setup+=(-Db_sanitize=address,undefined -Db_lundef=false)
   export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
-  export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+  export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"  # UBSan only warns otherwise
 fi
 if [ ! -f "$dir/build.ninja" ]; then
   meson setup "$dir" "${setup[@]}" >/dev/null
