@@ -50,31 +50,12 @@ enum {
 
 /* ---- errors --------------------------------------------------------------------------------- */
 
-enum {
-    HTTP1_ERR_COUNT = 0
-#define HTTP1_ERR_COUNT_ONE(name, off, msg) +1
-    RX_HTTP1_ERR_LIST(HTTP1_ERR_COUNT_ONE)
-#undef HTTP1_ERR_COUNT_ONE
-};
+RX_ERR_TABLE(RX_HTTP1_ERR_LIST, RX_HTTP1_ERR_BASE, http1_err_msg, http1_err_table);
 
 const char *rx_http1_strerror(int code)
 {
-    switch (code) {
-#define HTTP1_ERR_CASE(name, off, msg)                                                             \
-    case name:                                                                                     \
-        return msg;
-        RX_HTTP1_ERR_LIST(HTTP1_ERR_CASE)
-#undef HTTP1_ERR_CASE
-    default:
-        return NULL;
-    }
+    return http1_err_msg(code);
 }
-
-static const rx_err_table_t http1_err_table = {
-    .first = RX_HTTP1_ERR_BASE - HTTP1_ERR_COUNT,
-    .last = RX_HTTP1_ERR_BASE - 1,
-    .name = rx_http1_strerror,
-};
 
 void rx_http1_err_register(void)
 {

@@ -4,31 +4,7 @@
 #include "rx/err.h"
 #include "sto/err.h"
 
-enum {
-    STO_ERR_COUNT = 0
-#define STO_ERR_COUNT_ONE(name, off, msg) +1
-    STO_ERR_LIST(STO_ERR_COUNT_ONE)
-#undef STO_ERR_COUNT_ONE
-};
-
-static const char *sto_err_msg(int code)
-{
-    switch (code) {
-#define STO_ERR_CASE(name, off, msg)                                                               \
-    case name:                                                                                     \
-        return msg;
-        STO_ERR_LIST(STO_ERR_CASE)
-#undef STO_ERR_CASE
-    default:
-        return NULL;
-    }
-}
-
-static const rx_err_table_t sto_err_table = {
-    .first = STO_ERR_BASE - STO_ERR_COUNT,
-    .last = STO_ERR_BASE - 1,
-    .name = sto_err_msg,
-};
+RX_ERR_TABLE(STO_ERR_LIST, STO_ERR_BASE, sto_err_msg, sto_err_table);
 
 void sto_err_register(void)
 {

@@ -17,31 +17,12 @@
 
 /* ---- errors ------------------------------------------------------------------------------- */
 
-enum {
-    S3XML_ERR_COUNT = 0
-#define S3XML_ERR_COUNT_ONE(name, off, msg) +1
-    STO_S3XML_ERR_LIST(S3XML_ERR_COUNT_ONE)
-#undef S3XML_ERR_COUNT_ONE
-};
+RX_ERR_TABLE(STO_S3XML_ERR_LIST, STO_S3XML_ERR_BASE, s3xml_err_msg, s3xml_err_table);
 
 const char *sto_s3xml_strerror(int code)
 {
-    switch (code) {
-#define S3XML_ERR_CASE(name, off, msg)                                                             \
-    case name:                                                                                     \
-        return msg;
-        STO_S3XML_ERR_LIST(S3XML_ERR_CASE)
-#undef S3XML_ERR_CASE
-    default:
-        return NULL;
-    }
+    return s3xml_err_msg(code);
 }
-
-static const rx_err_table_t s3xml_err_table = {
-    .first = STO_S3XML_ERR_BASE - S3XML_ERR_COUNT,
-    .last = STO_S3XML_ERR_BASE - 1,
-    .name = sto_s3xml_strerror,
-};
 
 void sto_s3xml_err_register(void)
 {

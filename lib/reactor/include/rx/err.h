@@ -39,6 +39,24 @@ typedef struct rx_err_table {
     const char *(*name)(int code);
 } rx_err_table_t;
 
+/* Defines, for an error X-macro LIST whose offsets run 1..N below BASE, a file-local
+ * `const char *NAME_FN(int code)` (the message, NULL for other codes) and a file-local
+ * `const rx_err_table_t TABLE` covering [BASE - N, BASE - 1], ready for rx_err_register(). */
+#define RX__ERR_CASE(name, off, msg)                                                               \
+    case name:                                                                                     \
+        return msg;
+#define RX__ERR_ONE(name, off, msg) +1
+#define RX_ERR_TABLE(LIST, BASE, NAME_FN, TABLE)                                                   \
+    static const char *NAME_FN(int code)                                                           \
+    {                                                                                              \
+        switch (code) {                                                                            \
+            LIST(RX__ERR_CASE)                                                                     \
+        default:                                                                                   \
+            return 0;                                                                              \
+        }                                                                                          \
+    }                                                                                              \
+    static const rx_err_table_t TABLE = {(BASE) - (0 LIST(RX__ERR_ONE)), (BASE)-1, NAME_FN}
+
 /* Registers a table. Not thread-safe against concurrent registration: call from main at start. */
 void rx_err_register(const rx_err_table_t *table);
 
