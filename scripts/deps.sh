@@ -9,8 +9,11 @@ PKGS=(
   libuv1-dev libyaml-dev libjansson-dev libzstd-dev libmbedtls-dev libexpat1-dev
   # tests
   libcmocka-dev clang libclang-rt-14-dev zstd python3 valgrind
+  # test servers and cross-checks: S3 (npm s3rver, needs node/npm), nginx (HTTP/1.1, h2c, h2),
+  # Debian's AWS CLI v2 at /usr/bin/aws, openssl for test certificates
+  nginx awscli openssl curl
   # benchmark comparison
-  fio
+  fio wrk nghttp2-client
 )
 if [ "${1:-}" = "--build-only" ]; then
   PKGS=(meson ninja-build pkg-config gcc libc6-dev libuv1-dev libyaml-dev libjansson-dev libzstd-dev
@@ -18,6 +21,9 @@ if [ "${1:-}" = "--build-only" ]; then
 fi
 
 missing=()
+# Node.js and npm (for the pinned npm test servers) come with the machine image; Debian's own
+# nodejs package is only installed when no node is on PATH.
+if [ "${1:-}" != "--build-only" ] && ! command -v node >/dev/null 2>&1; then PKGS+=(nodejs npm); fi
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done

@@ -40,4 +40,8 @@ int ctl_cmd_validate(const ctl_opts_t *o);
 /* Loads a config, printing every diagnostic. Returns 0 or 2. */
 int ctl_load_config(const char *path, wl_config_t *cfg);
 
+/* util_cmd.c — `util <sub> URI [options]`; argv holds the arguments after "util". Returns the
+ * exit status: 0 ok, 1 an operation failed, 2 bad usage. */
+int ctl_cmd_util(const ctl_opts_t *o, int argc, char **argv);
+
 #endif

@@ -7,6 +7,10 @@
 
 #include "ctl.h"
 #include "rx/engine.h"
+#include "rx/http1.h"
+#include "sto/err.h"
+#include "sto/s3xml.h"
+#include "wl/err.h"
 
 static const char usage[] =
     "usage: sai3bench-ctl [-v|-vv|-vvv] [--cores N] <command> [options]\n"
@@ -21,6 +25,8 @@ static const char usage[] =
     "      --results-dir DIR   create the results directory under DIR (default .)\n"
     "      --tsv-name NAME     use NAME instead of the config file stem in the directory name\n"
     "  validate --config FILE  check the config and print the resolved plan\n"
+    "  util ls|stat|get|put|rm|health URI [options]\n"
+    "                        storage utilities on any URI ('sai3bench-ctl util --help')\n"
     "  version               print the version\n"
     "\n"
     "global options:\n"
@@ -54,6 +60,11 @@ int main(int argc, char **argv)
     memset(&o, 0, sizeof(o));
     /* a peer closing a socket must fail that write, not kill the process */
     signal(SIGPIPE, SIG_IGN);
+    /* every library's error codes get their names in rx_strerror() */
+    rx_http1_err_register();
+    sto_err_register();
+    sto_s3xml_err_register();
+    wl_err_register();
     o.argc = argc;
     o.argv = argv;
     o.results_parent = ".";
@@ -107,6 +118,9 @@ int main(int argc, char **argv)
             o.tsv_name = val;
         } else if (a[0] == '-') {
             return bad("unknown option '%s'", a);
+        } else if (!cmd && strcmp(a, "util") == 0) {
+            /* util parses its own arguments */
+            return ctl_cmd_util(&o, argc - i - 1, argv + i + 1);
         } else if (!cmd) {
             cmd = a;
         } else {
@@ -129,7 +143,7 @@ int main(int argc, char **argv)
     }
     int is_run = strcmp(cmd, "run") == 0, is_validate = strcmp(cmd, "validate") == 0;
     if (!is_run && !is_validate)
-        return bad("unknown command '%s' (commands: run, validate, version)", cmd);
+        return bad("unknown command '%s' (commands: run, validate, util, version)", cmd);
     if (!o.config) return bad("%s needs --config FILE", cmd);
     if (o.prepare_only + o.skip_prepare + o.cleanup_only > 1 ||
         (o.cleanup_only && o.no_cleanup))

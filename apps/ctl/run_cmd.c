@@ -211,8 +211,9 @@ static void print_summary(const char *title, const wl_stats_t *s, uint64_t wall_
             ctl_out("  %-6s   from intended start: p50 %s  p99 %s  max %s", "", p50, p99, mx);
         }
         for (int k = 0; k < WL_ERRKINDS && os->errk[k].code; k++)
-            ctl_out("  %-6s   error x%" PRIu64 ": %s", "", os->errk[k].n,
-                    rx_strerror(os->errk[k].code));
+            ctl_out("  %-6s   error x%" PRIu64 ": %s%s%s%s", "", os->errk[k].n,
+                    rx_strerror(os->errk[k].code), os->errk[k].name[0] ? " (" : "",
+                    os->errk[k].name, os->errk[k].name[0] ? ")" : "");
         if (os->err_other) ctl_out("  %-6s   other errors x%" PRIu64, "", os->err_other);
         if (os->retries) ctl_out("  %-6s   retries: %" PRIu64, "", os->retries);
         wl_hist_free(&h);

@@ -38,6 +38,7 @@ enum elem {
     E_Code,
     E_CommonPrefixes,
     E_CompleteMultipartUploadResult,
+    E_CompleteMultipartUploadResponse, /* moto's name for the root */
     E_Contents,
     E_ContinuationToken,
     E_CreationDate,
@@ -86,6 +87,7 @@ static const char *const elem_names[E_COUNT] = {
     N(Code),
     N(CommonPrefixes),
     N(CompleteMultipartUploadResult),
+    N(CompleteMultipartUploadResponse),
     N(Contents),
     N(ContinuationToken),
     N(CreationDate),
@@ -342,6 +344,7 @@ static bool elem_structural(enum elem e)
     case E_DeleteResult:
     case E_InitiateMultipartUploadResult:
     case E_CompleteMultipartUploadResult:
+    case E_CompleteMultipartUploadResponse:
     case E_ListPartsResult:
     case E_ListAllMyBucketsResult:
         return true;
@@ -358,6 +361,7 @@ static const struct root {
     {E_DeleteResult, C_DELETE, STO_S3XML_DELETE_RESULT},
     {E_InitiateMultipartUploadResult, C_INIT, STO_S3XML_INITIATE_MPU},
     {E_CompleteMultipartUploadResult, C_COMPLETE, STO_S3XML_COMPLETE_MPU},
+    {E_CompleteMultipartUploadResponse, C_COMPLETE, STO_S3XML_COMPLETE_MPU},
     {E_ListPartsResult, C_PARTS, STO_S3XML_LIST_PARTS},
     {E_ListAllMyBucketsResult, C_BUCKETS_ROOT, STO_S3XML_LIST_BUCKETS},
 };

@@ -16,6 +16,7 @@ const sto_backend_t *sto_backend_for(sto_scheme_t scheme)
     case STO_SCHEME_DIRECT:
         return &sto__direct_backend;
     case STO_SCHEME_S3:
+        return &sto__s3_backend;
     case STO_SCHEME_AZ:
     case STO_SCHEME_GS:
         break;
@@ -25,6 +26,25 @@ const sto_backend_t *sto_backend_for(sto_scheme_t scheme)
 
 int sto_store_open(uv_loop_t *loop, const char *base_uri, int create_base, sto_store_t **out,
                    char *err, size_t errlen)
+{
+    return sto_store_open_opts(loop, base_uri, create_base, NULL, out, err, errlen);
+}
+
+static int copy_opt(const char *in, char *buf, size_t cap, const char **out)
+{
+    if (!in) {
+        *out = NULL;
+        return 0;
+    }
+    if (strlen(in) >= cap)
+        return -1;
+    memcpy(buf, in, strlen(in) + 1);
+    *out = buf;
+    return 0;
+}
+
+int sto_store_open_opts(uv_loop_t *loop, const char *base_uri, int create_base,
+                        const sto_opts_t *opts, sto_store_t **out, char *err, size_t errlen)
 {
     if (err && errlen)
         err[0] = '\0';
@@ -60,6 +80,27 @@ int sto_store_open(uv_loop_t *loop, const char *base_uri, int create_base, sto_s
     s->create_base = create_base;
     s->uri = *u;
     free(u);
+    if (opts)
+        s->opts = *opts;
+    if (!s->opts.max_connections)
+        s->opts.max_connections = 64;
+    if (!s->opts.connect_timeout_ms)
+        s->opts.connect_timeout_ms = 5000;
+    if (!s->opts.io_timeout_ms)
+        s->opts.io_timeout_ms = 30000;
+    if (!s->opts.multipart_threshold)
+        s->opts.multipart_threshold = 64ull << 20;
+    if (!s->opts.part_size)
+        s->opts.part_size = 16ull << 20;
+    if (!s->opts.part_concurrency)
+        s->opts.part_concurrency = 8;
+    if (copy_opt(s->opts.endpoint, s->endpoint_buf, sizeof(s->endpoint_buf), &s->opts.endpoint) ||
+        copy_opt(s->opts.ca_file, s->ca_file_buf, sizeof(s->ca_file_buf), &s->opts.ca_file)) {
+        if (err && errlen)
+            snprintf(err, errlen, "endpoint or CA file name too long");
+        free(s);
+        return RX_EINVAL;
+    }
     char dummy[8];
     if (!err || !errlen) {
         err = dummy;
@@ -107,7 +148,7 @@ int sto_submit(sto_store_t *s, sto_req_t *r)
 {
     if (!s || !r || !r->done || (unsigned)r->op >= STO_OP__COUNT)
         return RX_EINVAL;
-    if (r->op != STO_OP_LIST && (!r->key || !r->key[0]))
+    if (r->op != STO_OP_LIST && r->op != STO_OP_DEL_BATCH && (!r->key || !r->key[0]))
         return RX_EINVAL;
     if (r->key && r->key[0] == '/')
         return RX_EINVAL;
@@ -115,6 +156,15 @@ int sto_submit(sto_store_t *s, sto_req_t *r)
         return RX_EINVAL;
     if (r->op == STO_OP_GET && (r->offset || r->length) && !(s->backend->caps & STO_CAP_RANGE))
         return STO_ENOTSUP;
+    if (r->op == STO_OP_DEL_BATCH) {
+        if (!(s->backend->caps & STO_CAP_BATCH_DELETE))
+            return STO_ENOTSUP;
+        if (!r->keys || r->nkeys == 0 || r->nkeys > 1000)
+            return RX_EINVAL;
+        for (size_t i = 0; i < r->nkeys; i++)
+            if (!r->keys[i] || !r->keys[i][0] || r->keys[i][0] == '/')
+                return RX_EINVAL;
+    }
     r->store = s;
     r->priv = NULL;
     memset(&r->res, 0, sizeof(r->res));
@@ -127,7 +177,7 @@ const char *sto_op_name(sto_op_t op)
     static const char *const names[STO_OP__COUNT] = {
         [STO_OP_GET] = "GET",     [STO_OP_PUT] = "PUT",    [STO_OP_HEAD] = "HEAD",
         [STO_OP_LIST] = "LIST",   [STO_OP_DEL] = "DELETE", [STO_OP_MKDIR] = "MKDIR",
-        [STO_OP_RMDIR] = "RMDIR",
+        [STO_OP_RMDIR] = "RMDIR", [STO_OP_DEL_BATCH] = "DELETE_BATCH",
     };
     return (unsigned)op < STO_OP__COUNT ? names[op] : "?";
 }

@@ -18,6 +18,8 @@
 #include <strings.h>
 #include <yaml.h>
 
+#include "sto/s3conf.h"
+#include "sto/uri.h"
 #include "wl/err.h"
 #include "wl/units.h"
 
@@ -105,7 +107,9 @@ typedef struct ctx {
     node_t *all; /* every node, for freeing */
     anchor_t *anchors;
     size_t nanch, capanch;
-    node_t null_node; /* stands in for missing values */
+    node_t null_node;     /* stands in for missing values */
+    const node_t *ep_top; /* key of the top-level `endpoint:` when it is a string, else NULL */
+    int saw_s3;           /* the target, an op path or a base_uri is an s3:// URI */
 } ctx_t;
 
 static void err_at_lc(ctx_t *x, int line, int col, const char *fmt, ...)
@@ -788,7 +792,69 @@ static int check_uri(ctx_t *x, const char *key, const node_t *v, const char *s)
         err_at(x, v, "'%s' '%.60s' has no bucket or account after '%.*s://'", key, s, (int)sl, s);
         return -1;
     }
+    if (i == 2) { /* s3://[host:port/]bucket/...: as the storage layer will read it */
+        sto_uri_t u;
+        char e[256];
+        if (sto_uri_parse(s, &u, e, sizeof(e)) != 0) {
+            err_at(x, v, "'%s': %s", key, e);
+            return -1;
+        }
+    }
     return 0;
+}
+
+/* ---------------------------------------------------------------- endpoints ----------------- */
+
+static int is_s3_uri(const char *s)
+{
+    return s && !strncmp(s, "s3://", 5);
+}
+
+/* s3://host:port/bucket/...: the URI names its own endpoint. */
+static int s3_names_endpoint(const char *s)
+{
+    sto_uri_t u;
+    return is_s3_uri(s) && sto_uri_parse(s, &u, NULL, 0) == 0 && u.endpoint[0];
+}
+
+/* `endpoint:` values: http[s]://host[:port], optional trailing '/', no path. */
+static int check_endpoint(ctx_t *x, const node_t *v, const char *s)
+{
+    sto_s3_endpoint_t ep;
+    char e[320];
+    if (sto_s3_endpoint_parse(s, &ep, e, sizeof(e)) == 0)
+        return 0;
+    const char *rest = NULL;
+    if (!strncasecmp(s, "http://", 7))
+        rest = s + 7;
+    else if (!strncasecmp(s, "https://", 8))
+        rest = s + 8;
+    if (!rest) {
+        err_at(x, v,
+               "'endpoint' must be an http:// or https:// URL such as http://127.0.0.1:9000 "
+               "(got '%.60s')",
+               s);
+        return -1;
+    }
+    size_t n = strlen(rest);
+    if (n && rest[n - 1] == '/')
+        n--;
+    if (memchr(rest, '/', n))
+        err_at(x, v,
+               "'endpoint' must not have a path; put the bucket in the s3:// URI (got '%.60s')", s);
+    else
+        err_at(x, v, "'endpoint' has no valid host[:port] such as 127.0.0.1:9000 (got '%.60s')", s);
+    return -1;
+}
+
+/* An s3:// URI with a host of its own meets an `endpoint:` that would apply to it. */
+static void uri_vs_endpoint(ctx_t *x, const char *key, const node_t *v, const char *uri,
+                            const node_t *ep_key, const char *whose)
+{
+    err_at(x, v,
+           "'%s' '%.60s' names its endpoint in the URI, and %s 'endpoint' (line %d) gives one "
+           "too; remove one",
+           key, uri, whose, ep_key->line);
 }
 
 /* ---------------------------------------------------------------- size_spec ----------------- */
@@ -1015,8 +1081,12 @@ static void walk_op(ctx_t *x, const node_t *m, const wl_config_t *c, wl_op_cfg_t
         }
         if (!strcmp(k, "path")) {
             npath = v;
-            if (get_str(x, k, v, &op->path) == 0 && strstr(op->path, "://"))
-                check_uri(x, k, v, op->path);
+            if (get_str(x, k, v, &op->path) == 0 && strstr(op->path, "://")) {
+                if (is_s3_uri(op->path))
+                    x->saw_s3 = 1;
+                if (check_uri(x, k, v, op->path) == 0 && x->ep_top && s3_names_endpoint(op->path))
+                    uri_vs_endpoint(x, k, v, op->path, x->ep_top, "the top-level");
+            }
         } else if (!strcmp(k, "weight")) {
             nweight = v;
             get_u32(x, k, v, 1, UINT32_MAX, &op->weight);
@@ -1103,8 +1173,8 @@ static void walk_workload(ctx_t *x, const node_t *v, wl_config_t *c)
 /* ---------------------------------------------------------------- prepare ------------------- */
 
 static const char *const ensure_keys[] = {
-    "base_uri", "count", "size_spec",    "size_distribution", "min_size",
-    "max_size", "fill",  "dedup_factor", "compress_factor",   NULL};
+    "base_uri", "count",        "size_spec",       "size_distribution", "min_size", "max_size",
+    "fill",     "dedup_factor", "compress_factor", "endpoint",          NULL};
 
 static void walk_ensure(ctx_t *x, const node_t *m, wl_ensure_cfg_t *e)
 {
@@ -1125,9 +1195,10 @@ static void walk_ensure(ctx_t *x, const node_t *m, wl_ensure_cfg_t *e)
     }
     keyset_t ks = {"in ensure_objects entry", ensure_keys, NULL};
     const node_t *nbase = NULL, *ncount = NULL, *nspec = NULL, *nmin = NULL, *nmax = NULL;
+    const node_t *nepk = NULL;
     const char *spec_key = NULL;
     uint64_t mn = MiB, mx = MiB;
-    int minmax_ok = 1;
+    int minmax_ok = 1, base_ok = 0;
     for (size_t i = 0; i < npairs(m); i++) {
         const char *k = pair_key(x, m, i);
         const node_t *v = pair_v(m, i);
@@ -1137,7 +1208,7 @@ static void walk_ensure(ctx_t *x, const node_t *m, wl_ensure_cfg_t *e)
         if (!strcmp(k, "base_uri")) {
             nbase = v;
             if (get_str(x, k, v, &e->base_uri) == 0)
-                check_uri(x, k, v, e->base_uri);
+                base_ok = check_uri(x, k, v, e->base_uri) == 0;
         } else if (!strcmp(k, "count")) {
             ncount = v;
             get_uint(x, k, v, 1, UINT64_MAX, &e->count);
@@ -1171,9 +1242,25 @@ static void walk_ensure(ctx_t *x, const node_t *m, wl_ensure_cfg_t *e)
             get_u32(x, k, v, 1, UINT32_MAX, &e->dedup_factor);
         } else if (!strcmp(k, "compress_factor")) {
             get_u32(x, k, v, 1, UINT32_MAX, &e->compress_factor);
+        } else if (!strcmp(k, "endpoint")) {
+            nepk = kn;
+            if (get_str(x, k, v, &e->endpoint) == 0)
+                check_endpoint(x, v, e->endpoint);
         } else {
             unknown_key(x, kn, &ks);
         }
+    }
+    if (is_s3_uri(e->base_uri))
+        x->saw_s3 = 1;
+    if (base_ok && nepk) {
+        /* (a value that is not a string was reported already) */
+        if (e->endpoint && !is_s3_uri(e->base_uri))
+            err_at(x, nepk, "'endpoint' applies to s3:// URIs only; base_uri '%.60s' is not one",
+                   e->base_uri);
+        else if (e->endpoint && s3_names_endpoint(e->base_uri))
+            uri_vs_endpoint(x, "base_uri", nbase, e->base_uri, nepk, "this entry's");
+    } else if (base_ok && x->ep_top && s3_names_endpoint(e->base_uri)) {
+        uri_vs_endpoint(x, "base_uri", nbase, e->base_uri, x->ep_top, "the top-level");
     }
     if (!nbase)
         err_at(x, m, "missing required key 'base_uri' in ensure_objects entry");
@@ -1423,11 +1510,136 @@ static void walk_perf_log(ctx_t *x, const node_t *v, wl_config_t *c)
     }
 }
 
+/* ---------------------------------------------------------------- s3, http ----------------- */
+
+#define S3_MIN_PART (5ULL * MiB)
+#define S3_MAX_PART (5ULL * 1024ULL * MiB)
+
+static const char *const s3_keys[] = {"addressing",
+                                      "sign_payload",
+                                      "create_bucket",
+                                      "multipart_threshold",
+                                      "part_size",
+                                      "part_concurrency",
+                                      NULL};
+
+static void walk_s3(ctx_t *x, const node_t *v, wl_config_t *c)
+{
+    static const char *const anames[] = {"path", "virtual", NULL};
+    static const int avals[] = {0, 1};
+    wl_net_cfg_t *n = &c->net;
+    if (is_null(v))
+        return;
+    if (need_map(x, "s3", v, "a mapping (addressing, sign_payload, multipart_threshold, ...)") < 0)
+        return;
+    keyset_t ks = {"in s3", s3_keys, NULL};
+    for (size_t i = 0; i < npairs(v); i++) {
+        const char *k = pair_key(x, v, i);
+        const node_t *val = pair_v(v, i);
+        const node_t *kn = v->kids[2 * i];
+        uint64_t sz;
+        if (!k)
+            continue;
+        if (!strcmp(k, "addressing")) {
+            int a;
+            if (get_enum(x, k, val, anames, avals, anames, &a) == 0)
+                n->virtual_host = a;
+        } else if (!strcmp(k, "sign_payload")) {
+            get_bool(x, k, val, &n->sign_payload);
+        } else if (!strcmp(k, "create_bucket")) {
+            get_bool(x, k, val, &n->create_bucket);
+        } else if (!strcmp(k, "multipart_threshold")) {
+            if (get_size(x, k, val, &sz) < 0)
+                continue;
+            if (sz < S3_MIN_PART)
+                err_at(x, val,
+                       "'multipart_threshold' must be at least 5 MiB (S3's minimum part size), "
+                       "got %.40s",
+                       val->str);
+            else
+                n->multipart_threshold = sz;
+        } else if (!strcmp(k, "part_size")) {
+            if (get_size(x, k, val, &sz) < 0)
+                continue;
+            if (sz < S3_MIN_PART)
+                err_at(x, val,
+                       "'part_size' must be at least 5 MiB (S3's minimum part size), got %.40s",
+                       val->str);
+            else if (sz > S3_MAX_PART)
+                err_at(x, val,
+                       "'part_size' must be at most 5 GiB (S3's maximum part size), got %.40s",
+                       val->str);
+            else
+                n->part_size = sz;
+        } else if (!strcmp(k, "part_concurrency")) {
+            get_u32(x, k, val, 1, 256, &n->part_concurrency);
+        } else {
+            unknown_key(x, kn, &ks);
+        }
+    }
+}
+
+#define MS_NS 1000000ULL
+#define DAY_NS (86400ULL * 1000000000ULL)
+
+/* connect_timeout, io_timeout: the storage layer counts whole milliseconds in an int. */
+static void get_timeout(ctx_t *x, const char *key, const node_t *v, uint64_t *out)
+{
+    uint64_t ns;
+    if (get_duration(x, key, v, &ns) < 0)
+        return;
+    if (ns == 0)
+        err_at(x, v, "'%s' must be greater than 0", key);
+    else if (ns < MS_NS)
+        err_at(x, v, "'%s' must be at least 1ms, got %.40s", key, v->str);
+    else if (ns > DAY_NS)
+        err_at(x, v, "'%s' must be at most 24h, got %.40s", key, v->str);
+    else
+        *out = ns;
+}
+
+static const char *const http_keys[] = {"max_connections", "connect_timeout",      "io_timeout",
+                                        "ca_bundle",       "insecure_skip_verify", NULL};
+
+static void walk_http(ctx_t *x, const node_t *v, wl_config_t *c)
+{
+    wl_net_cfg_t *n = &c->net;
+    if (is_null(v))
+        return;
+    if (need_map(x, "http", v, "a mapping (max_connections, connect_timeout, io_timeout, ...)") < 0)
+        return;
+    keyset_t ks = {"in http", http_keys, NULL};
+    for (size_t i = 0; i < npairs(v); i++) {
+        const char *k = pair_key(x, v, i);
+        const node_t *val = pair_v(v, i);
+        const node_t *kn = v->kids[2 * i];
+        if (!k)
+            continue;
+        if (!strcmp(k, "max_connections")) {
+            get_u32(x, k, val, 0, 4096, &n->max_connections);
+        } else if (!strcmp(k, "connect_timeout")) {
+            get_timeout(x, k, val, &n->connect_timeout_ns);
+        } else if (!strcmp(k, "io_timeout")) {
+            get_timeout(x, k, val, &n->io_timeout_ns);
+        } else if (!strcmp(k, "ca_bundle")) {
+            if (get_str(x, k, val, &n->ca_bundle) == 0 && !n->ca_bundle[0]) {
+                err_at(x, val, "'ca_bundle' needs a file name (a PEM file of CA certificates)");
+                free(n->ca_bundle);
+                n->ca_bundle = NULL;
+            }
+        } else if (!strcmp(k, "insecure_skip_verify")) {
+            get_bool(x, k, val, &n->insecure_skip_verify);
+        } else {
+            unknown_key(x, kn, &ks);
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- top level ----------------- */
 
-static const char *const top_keys[] = {"target",         "duration", "concurrency",
-                                       "workload",       "prepare",  "io_rate",
-                                       "error_handling", "perf_log", NULL};
+static const char *const top_keys[] = {"target",   "duration", "concurrency",    "workload",
+                                       "prepare",  "io_rate",  "error_handling", "perf_log",
+                                       "endpoint", "s3",       "http",           NULL};
 static const char *const top_unsup[] = {"distributed",
                                         "multi_endpoint",
                                         "range_engine",
@@ -1457,15 +1669,24 @@ static void walk_top(ctx_t *x, const node_t *root, wl_config_t *c)
         return;
     }
     keyset_t ks = {"at top level", top_keys, top_unsup};
-    const node_t *nwl = NULL, *nprep = NULL;
-    /* The target first: op paths are checked against it. */
+    const node_t *nwl = NULL, *nprep = NULL, *nepk = NULL;
+    /* The endpoint first: s3:// URIs that name their own are checked against it. */
+    node_t *epk = NULL, *epv = find_key(root, "endpoint", &epk);
+    if (epv && epv->kind == N_SCALAR && !is_null(epv))
+        x->ep_top = epk;
+    /* The target next: op paths are checked against it. */
     node_t *tv = find_key(root, "target", NULL);
-    if (tv && get_str(x, "target", tv, &c->target) == 0 &&
-        check_uri(x, "target", tv, c->target) < 0) {
-        free(c->target);
-        c->target = strdup("file:///invalid/"); /* keeps op checks quiet */
-        if (!c->target)
-            x->nomem = 1;
+    if (tv && get_str(x, "target", tv, &c->target) == 0) {
+        if (is_s3_uri(c->target))
+            x->saw_s3 = 1;
+        if (check_uri(x, "target", tv, c->target) < 0) {
+            free(c->target);
+            c->target = strdup("file:///invalid/"); /* keeps op checks quiet */
+            if (!c->target)
+                x->nomem = 1;
+        } else if (x->ep_top && s3_names_endpoint(c->target)) {
+            uri_vs_endpoint(x, "target", tv, c->target, x->ep_top, "the top-level");
+        }
     }
     for (size_t i = 0; i < npairs(root); i++) {
         const char *k = pair_key(x, root, i);
@@ -1496,12 +1717,22 @@ static void walk_top(ctx_t *x, const node_t *root, wl_config_t *c)
             walk_errh(x, v, c);
         } else if (!strcmp(k, "perf_log")) {
             walk_perf_log(x, v, c);
+        } else if (!strcmp(k, "endpoint")) {
+            nepk = kn;
+            if (get_str(x, k, v, &c->net.endpoint) == 0)
+                check_endpoint(x, v, c->net.endpoint);
+        } else if (!strcmp(k, "s3")) {
+            walk_s3(x, v, c);
+        } else if (!strcmp(k, "http")) {
+            walk_http(x, v, c);
         } else {
             unknown_key(x, kn, &ks);
         }
     }
     if (nwl)
         walk_workload(x, nwl, c);
+    if (nepk && c->net.endpoint && !x->saw_s3)
+        err_at(x, nepk, "'endpoint' applies to s3:// URIs only; this config has none");
     if (!nwl && !nprep)
         err_at(x, root,
                "nothing to run: the config needs a 'workload' list (or a 'prepare' block)");
@@ -1529,6 +1760,12 @@ void wl_config_defaults(wl_config_t *c)
     c->errh.retry_backoff_multiplier = 2.0;
     c->errh.retry_jitter_factor = 0.25;
     c->perf_log.interval_ns = 1000000000ULL;
+    c->net.create_bucket = 1;
+    c->net.multipart_threshold = 64ULL << 20;
+    c->net.part_size = 16ULL << 20;
+    c->net.part_concurrency = 8;
+    c->net.connect_timeout_ns = 5ULL * 1000000000ULL;
+    c->net.io_timeout_ns = 30ULL * 1000000000ULL;
 }
 
 void wl_config_free(wl_config_t *c)
@@ -1540,8 +1777,12 @@ void wl_config_free(wl_config_t *c)
     for (size_t i = 0; i < c->nops; i++)
         free(c->ops[i].path);
     free(c->ops);
-    for (size_t i = 0; i < c->prepare.nensure; i++)
+    for (size_t i = 0; i < c->prepare.nensure; i++) {
         free(c->prepare.ensure[i].base_uri);
+        free(c->prepare.ensure[i].endpoint);
+    }
+    free(c->net.endpoint);
+    free(c->net.ca_bundle);
     free(c->prepare.ensure);
     memset(c, 0, sizeof(*c));
 }

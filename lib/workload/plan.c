@@ -133,6 +133,78 @@ static const char *fill_name(wl_fill_t f)
     return f == WL_FILL_ZERO ? "zero" : "random";
 }
 
+static int is_s3(const char *u)
+{
+    return u && !strncmp(u, "s3://", 5);
+}
+
+/* s3://host:port/bucket/...: the first component has a ':port' (as sto_uri_parse sees it). */
+static int s3_has_host(const char *u)
+{
+    const char *p = u + 5, *slash = strchr(p, '/');
+    size_t n = slash ? (size_t)(slash - p) : strlen(p);
+    return memchr(p, ':', n) != NULL;
+}
+
+/* The `endpoint:`, `s3:` and `http:` settings, when the config has s3:// URIs. */
+static void net_desc(sbuf_t *b, const wl_config_t *c)
+{
+    const wl_net_cfg_t *n = &c->net;
+    char t1[48], t2[48];
+    int any = 0, dflt = 0; /* s3:// URIs; those that take the default endpoint */
+    if (is_s3(c->target)) {
+        any = 1;
+        dflt |= !s3_has_host(c->target);
+    }
+    for (size_t i = 0; i < c->nops; i++) {
+        if (is_s3(c->ops[i].path)) {
+            any = 1;
+            dflt |= !s3_has_host(c->ops[i].path);
+        }
+    }
+    for (size_t i = 0; i < c->prepare.nensure; i++) {
+        const wl_ensure_cfg_t *en = &c->prepare.ensure[i];
+        if (is_s3(en->base_uri)) {
+            any = 1;
+            dflt |= !en->endpoint && !s3_has_host(en->base_uri);
+        }
+    }
+    if (!any)
+        return;
+    sb_printf(b, "  s3:           endpoint ");
+    const char *env = getenv("AWS_ENDPOINT_URL");
+    if (!dflt) {
+        sb_printf(b, "per URI");
+    } else if (n->endpoint) {
+        sb_printf(b, "%s (config)", n->endpoint);
+    } else if (env && *env) {
+        sb_printf(b, "%s (AWS_ENDPOINT_URL)", env);
+    } else {
+        const char *r = getenv("AWS_REGION");
+        if (!r || !*r)
+            r = getenv("AWS_DEFAULT_REGION");
+        sb_printf(b, "https://s3.%s.amazonaws.com (AWS)", r && *r ? r : "us-east-1");
+    }
+    sb_printf(b, ", %s, %s, multipart >= %s in %s parts x%u%s\n",
+              n->virtual_host ? "virtual-host style" : "path-style",
+              n->sign_payload ? "signed payload" : "UNSIGNED-PAYLOAD",
+              fmt_size((double)n->multipart_threshold, t1, sizeof(t1)),
+              fmt_size((double)n->part_size, t2, sizeof(t2)), n->part_concurrency,
+              n->create_bucket ? "" : ", buckets must exist");
+    sb_printf(b, "  http:         ");
+    if (n->max_connections)
+        sb_printf(b, "%u connections per core", n->max_connections);
+    else
+        sb_printf(b, "connections automatic");
+    sb_printf(b, ", connect %s, I/O %s", fmt_dur(n->connect_timeout_ns, t1, sizeof(t1)),
+              fmt_dur(n->io_timeout_ns, t2, sizeof(t2)));
+    if (n->ca_bundle)
+        sb_printf(b, ", CA bundle %s", n->ca_bundle);
+    if (n->insecure_skip_verify)
+        sb_printf(b, ", TLS certificates NOT verified");
+    sb_printf(b, "\n");
+}
+
 static const char *const cleanup_names[] = {"tolerant", "strict", "besteffort"};
 static const char *const dist_names[] = {"exponential", "uniform", "deterministic"};
 
@@ -169,6 +241,7 @@ char *wl_plan_format(const wl_config_t *c, int cores)
     if (c->perf_log.present)
         sb_printf(&b, "  perf log:     every %s (perf_log.tsv)\n",
                   fmt_dur(c->perf_log.interval_ns, t1, sizeof(t1)));
+    net_desc(&b, c);
 
     sb_printf(&b, "Stages:\n");
     int stage = 1;
@@ -197,8 +270,11 @@ char *wl_plan_format(const wl_config_t *c, int cores)
             sb_printf(&b, "       %s  %s object%s  ", en->base_uri ? en->base_uri : "?",
                       fmt_count(en->count, t1, sizeof(t1)), en->count == 1 ? "" : "s");
             size_desc(&b, &en->size);
-            sb_printf(&b, "  fill %s dedup %u compress %u\n", fill_name(en->fill), en->dedup_factor,
+            sb_printf(&b, "  fill %s dedup %u compress %u", fill_name(en->fill), en->dedup_factor,
                       en->compress_factor);
+            if (en->endpoint)
+                sb_printf(&b, "  endpoint %s", en->endpoint);
+            sb_printf(&b, "\n");
         }
         if (p->post_prepare_delay_ns)
             sb_printf(&b, "       then wait %s\n",

@@ -86,7 +86,14 @@ typedef struct slot {
     uv_timer_t retry_timer;
     int retry_timer_init;
     struct slot *next_idle;
+    /* cleanup on stores with batch delete: up to BATCH_MAX keys per request */
+    char **bkeys;
+    char *barena;
+    size_t nbatch, bused;
 } slot_t;
+
+#define BATCH_MAX 1000
+#define BATCH_ARENA ((size_t)BATCH_MAX * 64)
 
 typedef struct dirstack {
     uint64_t *seq;
@@ -149,6 +156,7 @@ struct wl_run {
     int ncores;
     core_ctx_t *cores;
     char **stores;       /* base URIs, one store per entry on every core */
+    char **store_ep;     /* per store: the config endpoint it uses (NULL = none) */
     int nstores;
     opdesc_t *ops;
     int nops;
@@ -219,15 +227,51 @@ static uint64_t hash_str(const char *s)
     return wl_mix64(h);
 }
 
-static int add_store(wl_run_t *r, const char *uri)
+/* A store is a base URI plus the endpoint it is reached at (s3://bucket/ of two endpoints are
+ * two stores). */
+static int add_store(wl_run_t *r, const char *uri, const char *ep)
 {
     for (int i = 0; i < r->nstores; i++)
-        if (strcmp(r->stores[i], uri) == 0) return i;
+        if (strcmp(r->stores[i], uri) == 0 &&
+            (r->store_ep[i] == ep || (r->store_ep[i] && ep && !strcmp(r->store_ep[i], ep))))
+            return i;
     char **n = realloc(r->stores, sizeof(char *) * (size_t)(r->nstores + 1));
     if (!n) return -ENOMEM;
     r->stores = n;
+    n = realloc(r->store_ep, sizeof(char *) * (size_t)(r->nstores + 1));
+    if (!n) return -ENOMEM;
+    r->store_ep = n;
+    r->store_ep[r->nstores] = NULL;
     if (!(r->stores[r->nstores] = strdup(uri))) return -ENOMEM;
+    if (ep && !(r->store_ep[r->nstores] = strdup(ep))) {
+        free(r->stores[r->nstores]);
+        return -ENOMEM;
+    }
     return r->nstores++;
+}
+
+/* Storage options of store i from the config's endpoint, s3 and http blocks. */
+static void store_opts(const wl_run_t *r, int i, uint32_t slots, sto_opts_t *o)
+{
+    const wl_net_cfg_t *n = &r->cfg->net;
+    memset(o, 0, sizeof(*o));
+    o->endpoint = r->store_ep[i];
+    o->virtual_host = n->virtual_host;
+    o->sign_payload = n->sign_payload;
+    o->no_create_bucket = !n->create_bucket;
+    /* automatic: enough connections for every slot of the core, parts of multipart PUTs too */
+    uint32_t mc = n->max_connections;
+    if (!mc) {
+        mc = slots < 64 ? 64 : slots + slots / 4;
+    }
+    o->max_connections = (int)mc;
+    o->connect_timeout_ms = (int)(n->connect_timeout_ns / 1000000u);
+    o->io_timeout_ms = (int)(n->io_timeout_ns / 1000000u);
+    o->insecure_skip_verify = n->insecure_skip_verify;
+    o->ca_file = n->ca_bundle;
+    o->multipart_threshold = n->multipart_threshold;
+    o->part_size = n->part_size;
+    o->part_concurrency = (int)n->part_concurrency;
 }
 
 static int add_dg(wl_run_t *r, wl_fill_t fill, uint32_t dedup, uint32_t compress)
@@ -337,12 +381,14 @@ static void list_done(sto_req_t *req)
 }
 
 /* Lists `prefix` in store uri on the control loop and blocks until done. */
-static int ctl_list(wl_run_t *r, const char *uri, const char *prefix, int recursive,
-                    listctx_t *lc)
+static int ctl_list(wl_run_t *r, int store, const char *prefix, int recursive, listctx_t *lc)
 {
     sto_store_t *st;
     char e[256] = "";
-    int rc = sto_store_open(&r->loop, uri, 0, &st, e, sizeof(e));
+    const char *uri = r->stores[store];
+    sto_opts_t so;
+    store_opts(r, store, 1, &so);
+    int rc = sto_store_open_opts(&r->loop, uri, 0, &so, &st, e, sizeof(e));
     if (rc) {
         set_err(r, "cannot open %s: %s", uri, e[0] ? e : rx_strerror(rc));
         return rc;
@@ -419,7 +465,8 @@ static int build_plan(wl_run_t *r)
         char dir[URI_MAX];
         snprintf(dir, sizeof(dir), "%s%s", sd->cfg->base_uri,
                  sd->cfg->base_uri[strlen(sd->cfg->base_uri) - 1] == '/' ? "" : "/");
-        if ((rc = add_store(r, dir)) < 0) return rc;
+        if ((rc = add_store(r, dir, sd->cfg->endpoint ? sd->cfg->endpoint : c->net.endpoint)) < 0)
+            return rc;
         sd->store = rc;
         sd->seed = hash_str(dir) ^ (uint64_t)s;
         if ((rc = add_dg(r, sd->cfg->fill, sd->cfg->dedup_factor, sd->cfg->compress_factor)) < 0)
@@ -483,7 +530,7 @@ static int build_plan(wl_run_t *r)
         if (od->src == SRC_PREPARED) {
             od->store = r->sets[od->set].store;
         } else {
-            if ((rc = add_store(r, dir)) < 0) return rc;
+            if ((rc = add_store(r, dir, c->net.endpoint)) < 0) return rc;
             od->store = rc;
         }
         if (od->kind == WL_OP_PUT) {
@@ -525,7 +572,9 @@ static int probe_stores(wl_run_t *r)
                       (r->ops[o].kind == WL_OP_PUT || r->ops[o].kind == WL_OP_MKDIR);
         sto_store_t *st;
         char e[512] = "";
-        int rc = sto_store_open(&r->loop, r->stores[i], create, &st, e, sizeof(e));
+        sto_opts_t so;
+        store_opts(r, i, 1, &so);
+        int rc = sto_store_open_opts(&r->loop, r->stores[i], create, &so, &st, e, sizeof(e));
         if (rc) {
             set_err(r, "%s: %s", r->stores[i], e[0] ? e : rx_strerror(rc));
             return rc;
@@ -611,7 +660,11 @@ static int core_init(core_ctx_t *cc)
     }
     for (int i = 0; i < r->nstores; i++) {
         char e[256];
-        int rc = sto_store_open(cc->loop, r->stores[i], 0, &cc->stores[i], e, sizeof(e));
+        sto_opts_t so;
+        uint32_t conc = r->cfg->concurrency;
+        store_opts(r, i, conc / (uint32_t)r->ncores + 1, &so);
+        int rc = sto_store_open_opts(cc->loop, r->stores[i], 0, &so, &cc->stores[i], e,
+                                     sizeof(e));
         if (rc) {
             snprintf(cc->fail_text, sizeof(cc->fail_text), "%s: %s", r->stores[i], e);
             return rc;
@@ -687,11 +740,11 @@ static void core_finish(core_ctx_t *cc)
 static void slot_next(slot_t *sl);
 static void core_kick(core_ctx_t *cc);
 
-static void count_error(core_ctx_t *cc, wl_op_kind_t kind, int code)
+static void count_error(core_ctx_t *cc, wl_op_kind_t kind, int code, const char *name)
 {
     wl_run_t *r = cc->run;
-    wl_stats_error(&cc->total, kind, code);
-    wl_stats_error(&cc->interval, kind, code);
+    wl_stats_error(&cc->total, kind, code, name);
+    wl_stats_error(&cc->interval, kind, code, name);
     if (cc->phase != WL_PHASE_EXECUTE) return;
     uint64_t n = atomic_fetch_add(&r->errors, 1) + 1;
     uint64_t max = r->cfg->errh.max_total_errors;
@@ -878,6 +931,49 @@ static int build_exec(core_ctx_t *cc, slot_t *sl, int i)
     return 0;
 }
 
+static int can_batch(core_ctx_t *cc, int store)
+{
+    return (sto_store_backend(cc->stores[store])->caps & STO_CAP_BATCH_DELETE) != 0;
+}
+
+/* Starts a delete batch on the slot with its current key. Returns 0, or <0 when the memory for
+ * a batch is missing (the slot then deletes one key at a time). */
+static int batch_begin(slot_t *sl)
+{
+    if (!sl->bkeys) {
+        sl->bkeys = malloc(BATCH_MAX * sizeof(char *));
+        sl->barena = malloc(BATCH_ARENA);
+        if (!sl->bkeys || !sl->barena) {
+            free(sl->bkeys);
+            free(sl->barena);
+            sl->bkeys = NULL;
+            sl->barena = NULL;
+            return -ENOMEM;
+        }
+    }
+    sl->nbatch = 0;
+    sl->bused = 0;
+    return 0;
+}
+
+static int batch_add(slot_t *sl, const char *key)
+{
+    size_t l = strlen(key) + 1;
+    if (sl->nbatch == BATCH_MAX || sl->bused + l > BATCH_ARENA) return 0;
+    memcpy(sl->barena + sl->bused, key, l);
+    sl->bkeys[sl->nbatch++] = sl->barena + sl->bused;
+    sl->bused += l;
+    return 1;
+}
+
+static void batch_finish(slot_t *sl)
+{
+    sl->req.op = STO_OP_DEL_BATCH;
+    sl->req.key = NULL;
+    sl->req.keys = (const char *const *)sl->bkeys;
+    sl->req.nkeys = sl->nbatch;
+}
+
 /* Prepare/cleanup: fills the slot with the next item. Returns 0, or 1 when no items are left. */
 static int build_item(core_ctx_t *cc, slot_t *sl)
 {
@@ -885,6 +981,7 @@ static int build_item(core_ctx_t *cc, slot_t *sl)
     uint64_t n = (uint64_t)r->ncores;
     memset(&sl->req, 0, sizeof(sl->req));
     sl->op = -1;
+    sl->nbatch = 0;
     if (cc->phase == WL_PHASE_PREPARE) {
         while (cc->item_set < r->nsets) {
             setdesc_t *sd = &r->sets[cc->item_set];
@@ -933,7 +1030,18 @@ static int build_item(core_ctx_t *cc, slot_t *sl)
             prepared_key("", idx, sl->key, sizeof(sl->key));
             sl->req.op = STO_OP_DEL;
             sl->req.key = sl->key;
-            sl->op = -2 - r->sets[cc->item_set].store; /* store index encoded */
+            int store = r->sets[cc->item_set].store;
+            sl->op = -2 - store; /* store index encoded */
+            if (can_batch(cc, store) && batch_begin(sl) == 0) {
+                batch_add(sl, sl->key);
+                while (cc->item_k < cc->set_hi[cc->item_set]) {
+                    char k[KEY_MAX];
+                    prepared_key("", cc->item_k * n + (uint64_t)cc->idx, k, sizeof(k));
+                    if (!batch_add(sl, k)) break;
+                    cc->item_k++;
+                }
+                batch_finish(sl);
+            }
             return 0;
         }
         if (cc->item_stage == 1) {
@@ -953,6 +1061,16 @@ static int build_item(core_ctx_t *cc, slot_t *sl)
             sl->req.op = STO_OP_DEL;
             sl->req.key = sl->key;
             sl->op = -2 - od->store;
+            if (can_batch(cc, od->store) && batch_begin(sl) == 0) {
+                batch_add(sl, sl->key);
+                while (cc->item_seq < cc->put_seq[cc->item_op]) {
+                    char k[KEY_MAX];
+                    put_key(r, od, cc->idx, cc->item_seq, k, sizeof(k));
+                    if (!batch_add(sl, k)) break;
+                    cc->item_seq++;
+                }
+                batch_finish(sl);
+            }
             return 0;
         }
         if (cc->item_stage == 2) {
@@ -1014,6 +1132,8 @@ static void req_done(sto_req_t *req)
     const sto_result_t *res = &req->res;
     int st = res->status;
     wl_op_kind_t kind = sl->kind;
+    /* a delete batch stands for nitems objects: each counts as one DELETE (batch latency) */
+    uint64_t nitems = req->op == STO_OP_DEL_BATCH ? req->nkeys : 1;
 
     if (cc->phase == WL_PHASE_CLEANUP && st == STO_ENOTFOUND &&
         r->cfg->prepare.cleanup_mode != WL_CLEANUP_STRICT)
@@ -1023,15 +1143,17 @@ static void req_done(sto_req_t *req)
         uint64_t lat = res->t_end_ns - res->t_submit_ns;
         uint64_t sched = sl->t_intended ? res->t_end_ns - sl->t_intended : 0;
         uint64_t bytes = (kind == WL_OP_GET || kind == WL_OP_PUT) ? res->bytes : 0;
-        wl_stats_record(&cc->total, kind, bytes, lat, sched);
-        wl_stats_record(&cc->interval, kind, bytes, lat, sched);
+        for (uint64_t i = 0; i < nitems; i++) {
+            wl_stats_record(&cc->total, kind, bytes, lat, sched);
+            wl_stats_record(&cc->interval, kind, bytes, lat, sched);
+        }
         if (kind == WL_OP_MKDIR && sl->op >= 0) {
             dirstack_t *ds = &cc->dirs[sl->op];
             if (ds->n < ds->cap) ds->seq[ds->n++] = sl->index;
         }
-        if (cc->phase != WL_PHASE_EXECUTE) cc->done_items++;
+        if (cc->phase != WL_PHASE_EXECUTE) cc->done_items += nitems;
     } else {
-        count_error(cc, kind, st);
+        count_error(cc, kind, st, res->code);
         const wl_errh_cfg_t *eh = &r->cfg->errh;
         int may_retry = cc->phase == WL_PHASE_EXECUTE ? eh->retry_on_error : 1;
         uint32_t max_retries = cc->phase == WL_PHASE_EXECUTE ? eh->max_retries : 3;
@@ -1051,13 +1173,14 @@ static void req_done(sto_req_t *req)
             return;
         }
         if (cc->phase != WL_PHASE_EXECUTE) {
-            cc->done_items++;
+            cc->done_items += nitems;
             int hard = cc->phase == WL_PHASE_PREPARE ||
                        r->cfg->prepare.cleanup_mode != WL_CLEANUP_BESTEFFORT;
             if (hard && !cc->failed_hard) {
                 cc->failed_hard = 1;
-                snprintf(cc->fail_text, sizeof(cc->fail_text), "%s %s: %s", sto_op_name(req->op),
-                         sl->key, res->detail[0] ? res->detail : rx_strerror(st));
+                snprintf(cc->fail_text, sizeof(cc->fail_text), "%s %s%s: %s", sto_op_name(req->op),
+                         sl->key, nitems > 1 ? " (and the rest of its batch)" : "",
+                         res->detail[0] ? res->detail : rx_strerror(st));
             }
         } else if (res->detail[0] && r->o.cb.on_message && cc->total.op[kind].errors == 1) {
             /* the first failure of each op kind per core is worth a line */
@@ -1511,7 +1634,7 @@ int wl_run_prepare(wl_run_t *r)
         listctx_t lc = {0};
         lc.entry = exists_entry;
         lc.set = sd;
-        int rc = ctl_list(r, r->stores[sd->store], "prepared-", 0, &lc);
+        int rc = ctl_list(r, sd->store, "prepared-", 0, &lc);
         if (rc) return rc;
         r->psum.existed += lc.found;
         if (lc.found)
@@ -1552,7 +1675,7 @@ int wl_run_execute(wl_run_t *r)
         /* list from the store root; recursive when the pattern spans directories or is empty */
         int recursive = od->prefix[0] == 0 || strstr(od->prefix, "**") != NULL ||
                         strchr(od->prefix, '/') != NULL;
-        int rc = ctl_list(r, r->stores[od->store], "", recursive, &lc);
+        int rc = ctl_list(r, od->store, "", recursive, &lc);
         od->keys = lc.keys;
         od->nkeys = lc.nkeys;
         if (lc.oom) return -ENOMEM;
@@ -1626,6 +1749,10 @@ static void core_free_mem(core_ctx_t *cc)
     wl_run_t *r = cc->run;
     free(cc->stores);
     free(cc->dgs);
+    for (int i = 0; cc->slots && i < cc->nslots; i++) {
+        free(cc->slots[i].bkeys);
+        free(cc->slots[i].barena);
+    }
     free(cc->slots);
     free(cc->put_seq);
     free(cc->list_cursor);
@@ -1705,7 +1832,11 @@ void wl_run_destroy(wl_run_t *r)
         free(r->ops[i].keys);
     }
     for (int s = 0; s < r->nsets; s++) free(r->sets[s].exists);
-    for (int i = 0; i < r->nstores; i++) free(r->stores[i]);
+    for (int i = 0; i < r->nstores; i++) {
+        free(r->stores[i]);
+        free(r->store_ep[i]);
+    }
+    free(r->store_ep);
     for (int p = 0; p < WL_PHASE__COUNT; p++) wl_stats_free(&r->totals[p]);
     wl_stats_free(&r->delta);
     free(r->prog_done);

@@ -1,5 +1,6 @@
 /* Per-op statistics: recording, merging and class views. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "wl/stats.h"
@@ -85,15 +86,19 @@ int wl_stats_record(wl_stats_t *s, wl_op_kind_t op, uint64_t bytes, uint64_t lat
     return rc;
 }
 
-static void add_err(wl_opstats_t *os, int code, uint64_t n)
+static void add_err(wl_opstats_t *os, int code, const char *name, uint64_t n)
 {
+    if (!name)
+        name = "";
     for (int i = 0; i < WL_ERRKINDS; i++) {
-        if (os->errk[i].code == code) {
+        if (os->errk[i].code == code && strncmp(os->errk[i].name, name,
+                                                sizeof(os->errk[i].name) - 1) == 0) {
             os->errk[i].n += n;
             return;
         }
         if (os->errk[i].code == 0) {
             os->errk[i].code = code;
+            snprintf(os->errk[i].name, sizeof(os->errk[i].name), "%s", name);
             os->errk[i].n = n;
             return;
         }
@@ -101,10 +106,10 @@ static void add_err(wl_opstats_t *os, int code, uint64_t n)
     os->err_other += n;
 }
 
-void wl_stats_error(wl_stats_t *s, wl_op_kind_t op, int code)
+void wl_stats_error(wl_stats_t *s, wl_op_kind_t op, int code, const char *name)
 {
     s->op[op].errors++;
-    add_err(&s->op[op], code, 1);
+    add_err(&s->op[op], code, name, 1);
 }
 
 int wl_stats_merge(wl_stats_t *dst, const wl_stats_t *src)
@@ -123,7 +128,7 @@ int wl_stats_merge(wl_stats_t *dst, const wl_stats_t *src)
         d->retries += x->retries;
         d->err_other += x->err_other;
         for (int i = 0; i < WL_ERRKINDS && x->errk[i].code; i++)
-            add_err(d, x->errk[i].code, x->errk[i].n);
+            add_err(d, x->errk[i].code, x->errk[i].name, x->errk[i].n);
     }
     return 0;
 }

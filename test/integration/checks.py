@@ -500,8 +500,132 @@ workload:
     shutil.rmtree(cwd)
 
 
+def t_util():
+    """util ls/stat/get/put/rm/health on file://, with exact sizes, counts and exit codes."""
+    cwd = tmpdir()
+    d = os.path.join(cwd, "store")
+    base = f"file://{d}/"
+
+    def lines(p):
+        return p.stdout.splitlines()
+
+    def summary(p, op):
+        m = [l for l in lines(p) if l.startswith(op + ": ")]
+        check(len(m) == 1, f"no single {op} summary line:\n{p.stdout}")
+        r = re.match(op + r": (\d+) ops, (\d+) errors, mean [^,]+, p50 [^,]+, p99 [^,]+, max [^,]+"
+                     r"(?:, (\d+) bytes, ([\d.]+) MiB/s)?$", m[0])
+        check(r, f"bad summary line {m[0]!r}")
+        return int(r.group(1)), int(r.group(2)), None if r.group(3) is None else int(r.group(3))
+
+    # put: one object, then 5 numbered objects with 2 in flight
+    p = run(["util", "put", base + "one.dat", "--size", "4KiB"], cwd)
+    check(os.path.getsize(os.path.join(d, "one.dat")) == 4096, "put one.dat size")
+    check("bytes: 4096" in lines(p), p.stdout)
+    check(summary(p, "PUT") == (1, 0, 4096), p.stdout)
+    check(open(os.path.join(d, "one.dat"), "rb").read().count(0) < 1024, "fill random wrote zeros")
+    p = run(["util", "put", base + "many/", "--size", "1000", "--count", "5", "--concurrency", "2",
+             "--fill", "zero"], cwd)
+    names = sorted(os.listdir(os.path.join(d, "many")))
+    check(names == [f"util-{i:08d}.dat" for i in range(5)], f"put --count names: {names}")
+    for n in names:
+        check(open(os.path.join(d, "many", n), "rb").read() == bytes(1000), f"{n}: not 1000 zeros")
+    check(summary(p, "PUT") == (5, 0, 5000), p.stdout)
+    run(["util", "put", base + "many/sub/x.dat", "--size", "10"], cwd)
+
+    # ls: a directory level, recursive, a key prefix, --limit
+    p = run(["util", "ls", base], cwd)
+    ent = [l for l in lines(p) if "\t" in l]
+    check(ent == ["DIR\tmany/", "4096\tone.dat"], f"ls entries: {ent}")
+    check("total: 1 object, 1 directory, 4096 bytes (4.00 KiB)" in lines(p), p.stdout)
+    check(summary(p, "LIST") == (1, 0, None), p.stdout)
+    p = run(["util", "ls", "-r", base + "many/"], cwd)
+    ent = [l for l in lines(p) if "\t" in l]
+    check(ent == [f"1000\tutil-{i:08d}.dat" for i in range(5)] + ["10\tsub/x.dat"] or
+          ent == ["10\tsub/x.dat"] + [f"1000\tutil-{i:08d}.dat" for i in range(5)],
+          f"ls -r entries: {ent}")
+    check("total: 6 objects, 0 directories, 5010 bytes (4.89 KiB)" in lines(p), p.stdout)
+    p = run(["util", "ls", base + "many/util-0000000"], cwd)
+    check(len([l for l in lines(p) if l.startswith("1000\tutil-")]) == 5, p.stdout)
+    p = run(["util", "ls", base + "many/", "--recursive", "--limit", "2"], cwd)
+    check(len([l for l in lines(p) if "\t" in l]) == 2, p.stdout)
+    check(any(l.endswith("; 4 more entries not shown (--limit 2)") for l in lines(p)), p.stdout)
+    p = run(["util", "ls", base + "nothing-here/"], cwd)
+    check("total: 0 objects, 0 directories, 0 bytes" in lines(p), p.stdout)
+
+    # stat
+    p = run(["util", "stat", base + "one.dat"], cwd)
+    check(f"uri: {base}one.dat" in lines(p) and "size: 4096 (4.00 KiB)" in lines(p), p.stdout)
+    check(any(l.startswith("latency: ") for l in lines(p)), p.stdout)
+    check(summary(p, "HEAD") == (1, 0, None), p.stdout)
+    p = run(["util", "stat", base + "many/util-00000003.dat", "--count", "10", "--concurrency", "3"],
+            cwd)
+    check("size: 1000" in lines(p) and summary(p, "HEAD") == (10, 0, None), p.stdout)
+    p = run(["util", "stat", base + "missing.dat"], cwd, expect=1)
+    check(f"sai3bench-ctl: util stat: {base}missing.dat: object not found" in p.stderr, p.stderr)
+    check(summary(p, "HEAD") == (1, 1, None), p.stdout)
+
+    # get: whole object, ranges, repeated
+    p = run(["util", "get", base + "one.dat"], cwd)
+    check("bytes: 4096" in lines(p) and summary(p, "GET") == (1, 0, 4096), p.stdout)
+    for rng, want in (("100-199", 100), ("4000+1000", 96), ("1KiB-", 3072), ("0+1", 1)):
+        p = run(["util", "get", base + "one.dat", "--range", rng], cwd)
+        check(f"bytes: {want}" in lines(p) and summary(p, "GET") == (1, 0, want), f"{rng}: {p.stdout}")
+    p = run(["util", "get", base + "one.dat", "--count", "4", "--concurrency", "2"], cwd)
+    check(summary(p, "GET") == (4, 0, 16384), p.stdout)
+    p = run(["util", "get", base + "one.dat", "--range=5000-5100"], cwd, expect=1)
+    check("util get:" in p.stderr and "beyond the end" in p.stderr, p.stderr)
+    p = run(["util", "get", base + "gone.dat"], cwd, expect=1)
+    check(f"util get: {base}gone.dat: object not found" in p.stderr, p.stderr)
+
+    # rm: one object, a missing one, then everything under a prefix
+    p = run(["util", "rm", base + "one.dat"], cwd)
+    check("removed 1 object" in lines(p) and not os.path.exists(os.path.join(d, "one.dat")), p.stdout)
+    check(summary(p, "DELETE") == (1, 0, None), p.stdout)
+    p = run(["util", "rm", base + "one.dat"], cwd, expect=1)
+    check("object not found" in p.stderr, p.stderr)
+    p = run(["util", "rm", "-r", base + "many/", "--concurrency", "3"], cwd)
+    check(f"removed 6 objects and 1 directory under {base}many/" in lines(p), p.stdout)
+    check(summary(p, "DELETE") == (6, 0, None), p.stdout)
+    check(os.listdir(os.path.join(d, "many")) == [], "rm -r left files")
+    p = run(["util", "rm", "-r", base + "many/"], cwd)
+    check(f"removed 0 objects under {base}many/" in lines(p), p.stdout)
+
+    # health
+    p = run(["util", "health", base], cwd)
+    check(re.match(r"^OK " + re.escape(base) + r" \(\d+(\.\d+)? (ns|us|ms|s)\)$", p.stdout.strip()),
+          p.stdout)
+    p = run(["util", "health", "foo://bucket/"], cwd, expect=1)
+    check(p.stdout.startswith("FAIL foo://bucket/: ") and "scheme" in p.stdout, p.stdout)
+    if os.path.isdir("/dev/shm"):
+        shm = tmpdir("/dev/shm")
+        p = run(["util", "health", f"direct://{shm}/"], cwd, expect=1)
+        check(p.stdout.startswith(f"FAIL direct://{shm}/: ") and "tmpfs" in p.stdout, p.stdout)
+        shutil.rmtree(shm)
+
+    # bad usage: exit 2 with a pointer to the help, and nothing created
+    before = sorted(os.listdir(d))
+    for args in (["util"], ["util", "frob", base], ["util", "ls"], ["util", "put", base + "x"],
+                 ["util", "get", base + "x", "--count", "0"], ["util", "ls", base, "--size", "1"],
+                 ["util", "put", base + "x", "--size", "1", "--count", "2"],
+                 ["util", "put", base + "y/", "--size", "1"], ["util", "get", base + "x", "-o", "f"],
+                 ["util", "get", base + "x", "--range", "9-3"], ["util", "put", base + "x",
+                 "--size", "12 parsecs"], ["util", "stat", base], ["util", "rm", base],
+                 ["util", "ls", "not-a-uri"], ["util", "ls", base, base],
+                 ["util", "stat", base + "x", "--concurrency", "lots"]):
+        p = run(args, cwd, expect=2)
+        check(args == ["util"] or "run 'sai3bench-ctl util --help'" in p.stderr,
+              f"{args}: {p.stderr}")
+    check(sorted(os.listdir(d)) == before, "bad usage created files")
+    p = run(["util", "--help"], cwd)
+    for sub in ("ls URI", "stat URI", "get URI", "put URI", "rm URI", "health URI"):
+        check(sub in p.stdout, f"util --help lacks {sub!r}")
+    check("util " in run(["--help"], cwd).stdout, "--help does not mention util")
+    shutil.rmtree(cwd)
+
+
 TESTS = {
     "listed": t_listed,
+    "util": t_util,
     "valgrind": t_valgrind,
     "quickstart": t_quickstart, "direct": t_direct, "direct-tmpfs": t_direct_tmpfs,
     "bad-config": t_bad_config, "cli": t_cli, "interrupt": t_interrupt, "io-rate": t_io_rate,

@@ -251,6 +251,19 @@ static void test_defaults(void **state)
     assert_int_equal(c.nops, 1);
     assert_int_equal(c.ops[0].concurrency, 0);
     assert_false(c.ops[0].recursive);
+    /* endpoint, s3 and http defaults */
+    assert_null(c.net.endpoint);
+    assert_false(c.net.virtual_host);
+    assert_false(c.net.sign_payload);
+    assert_true(c.net.create_bucket);
+    assert_true(c.net.multipart_threshold == 64 * MiB);
+    assert_true(c.net.part_size == 16 * MiB);
+    assert_int_equal(c.net.part_concurrency, 8);
+    assert_int_equal(c.net.max_connections, 0);
+    assert_true(c.net.connect_timeout_ns == 5 * NS);
+    assert_true(c.net.io_timeout_ns == 30 * NS);
+    assert_null(c.net.ca_bundle);
+    assert_false(c.net.insecure_skip_verify);
     char uri[128];
     assert_int_equal(wl_config_op_uri(&c, &c.ops[0], uri, sizeof(uri)), 0);
     assert_string_equal(uri, "file:///tmp/x/a");
@@ -269,6 +282,7 @@ static void test_defaults(void **state)
     assert_true(c.prepare.ensure[0].size.fixed == MiB);
     assert_int_equal(c.prepare.ensure[0].fill, WL_FILL_RANDOM);
     assert_int_equal(c.prepare.ensure[0].dedup_factor, 1);
+    assert_null(c.prepare.ensure[0].endpoint);
     assert_int_equal(c.nops, 0);
     assert_null(c.target);
     wl_config_free(&c);
@@ -367,6 +381,250 @@ static void test_single_errors(void **state)
               "t.yaml:3:1: syntax error: could not find expected ':' (while scanning a simple "
               "key at line 2, column 1)");
     load_bad1("x: \x80\n", "t.yaml:1:4: syntax error: invalid leading UTF-8 octet (byte 0x80)");
+}
+
+/* ---------------------------------------------------------------- endpoint, s3, http ------- */
+
+static const char net_yaml[] =
+    "target: s3://bucket/prefix/\n"        /* 1 */
+    "endpoint: http://127.0.0.1:9000\n"    /* 2 */
+    "s3:\n"                                /* 3 */
+    "  addressing: virtual\n"              /* 4 */
+    "  sign_payload: yes\n"                /* 5 */
+    "  create_bucket: false\n"             /* 6 */
+    "  multipart_threshold: 32MiB\n"       /* 7 */
+    "  part_size: 5MiB\n"                  /* 8 */
+    "  part_concurrency: 256\n"            /* 9 */
+    "http:\n"                              /* 10 */
+    "  max_connections: 4096\n"            /* 11 */
+    "  connect_timeout: 1500ms\n"          /* 12 */
+    "  io_timeout: 2m\n"                   /* 13 */
+    "  ca_bundle: /etc/ssl/minio-ca.pem\n" /* 14 */
+    "  insecure_skip_verify: true\n"       /* 15 */
+    "prepare:\n"                           /* 16 */
+    "  ensure_objects:\n"                  /* 17 */
+    "    - {base_uri: 's3://other/p/', count: 10, endpoint: 'https://s3.example.com/'}\n"
+    "    - {base_uri: 's3://bucket/q/', count: 10}\n"
+    "workload:\n"
+    "  - {op: get, path: 'p/*', weight: 1}\n"
+    "  - {op: put, path: 's3://third/x/', object_size: 1KiB, weight: 1}\n";
+
+static void test_net(void **state)
+{
+    wl_config_t c;
+    (void)state;
+    load_ok(net_yaml, &c);
+    const wl_net_cfg_t *n = &c.net;
+    assert_string_equal(n->endpoint, "http://127.0.0.1:9000");
+    assert_true(n->virtual_host);
+    assert_true(n->sign_payload);
+    assert_false(n->create_bucket);
+    assert_true(n->multipart_threshold == 32 * MiB);
+    assert_true(n->part_size == 5 * MiB);
+    assert_int_equal(n->part_concurrency, 256);
+    assert_int_equal(n->max_connections, 4096);
+    assert_true(n->connect_timeout_ns == 1500000000ULL);
+    assert_true(n->io_timeout_ns == 120 * NS);
+    assert_string_equal(n->ca_bundle, "/etc/ssl/minio-ca.pem");
+    assert_true(n->insecure_skip_verify);
+    assert_string_equal(c.prepare.ensure[0].endpoint, "https://s3.example.com/");
+    assert_null(c.prepare.ensure[1].endpoint);
+    wl_config_free(&c);
+
+    /* the other spellings and limits; empty blocks keep the defaults */
+    load_ok("target: s3://b/\nendpoint: 'HTTPS://[::1]:8443/'\n"
+            "s3: {addressing: path, multipart_threshold: 5MiB, part_size: 5GiB,"
+            " part_concurrency: 1, sign_payload: off, create_bucket: on}\n"
+            "http: {max_connections: 0, connect_timeout: 1ms, io_timeout: 24h}\n"
+            "workload: [{op: get, weight: 1}]\n",
+            &c);
+    assert_string_equal(c.net.endpoint, "HTTPS://[::1]:8443/");
+    assert_false(c.net.virtual_host);
+    assert_false(c.net.sign_payload);
+    assert_true(c.net.create_bucket);
+    assert_true(c.net.multipart_threshold == 5 * MiB);
+    assert_true(c.net.part_size == 5 * 1024 * MiB);
+    assert_int_equal(c.net.part_concurrency, 1);
+    assert_int_equal(c.net.max_connections, 0);
+    assert_true(c.net.connect_timeout_ns == 1000000ULL);
+    assert_true(c.net.io_timeout_ns == 86400 * NS);
+    wl_config_free(&c);
+
+    load_ok("target: s3://b/\ns3:\nhttp: ~\nworkload: [{op: get, weight: 1}]\n", &c);
+    assert_null(c.net.endpoint);
+    assert_true(c.net.part_size == 16 * MiB);
+    assert_true(c.net.io_timeout_ns == 30 * NS);
+    wl_config_free(&c);
+
+    /* an endpoint with only an s3:// op path, or only an s3:// base_uri, is fine */
+    load_ok("endpoint: http://minio:9000\n"
+            "workload: [{op: get, path: 's3://b/x', weight: 1}]\n",
+            &c);
+    wl_config_free(&c);
+    load_ok("target: file:///tmp/x/\nendpoint: http://minio\n"
+            "prepare: {ensure_objects: [{base_uri: 's3://b/p/', count: 1}]}\n",
+            &c);
+    wl_config_free(&c);
+    /* an s3:// URI with its own host and no endpoint anywhere */
+    load_ok("target: s3://10.0.0.1:9000/b/\n"
+            "prepare: {ensure_objects: [{base_uri: 's3://10.0.0.1:9000/b/p/', count: 1}]}\n"
+            "workload: [{op: get, path: 's3://10.0.0.2:9000/c/', weight: 1}]\n",
+            &c);
+    wl_config_free(&c);
+    /* a per-entry endpoint does not conflict with the target's host */
+    load_ok("target: s3://10.0.0.1:9000/b/\n"
+            "prepare: {ensure_objects: [{base_uri: 's3://c/p/', count: 1,"
+            " endpoint: 'http://10.0.0.2:9000'}]}\n"
+            "workload: [{op: get, weight: 1}]\n",
+            &c);
+    wl_config_free(&c);
+}
+
+#define WL1 "workload: [{op: get, weight: 1}]\n"
+
+static void test_net_errors(void **state)
+{
+    (void)state;
+    /* endpoint values */
+    load_bad1("target: s3://b/\nendpoint: ftp://x\n" WL1,
+              "t.yaml:2:11: 'endpoint' must be an http:// or https:// URL such as "
+              "http://127.0.0.1:9000 (got 'ftp://x')");
+    load_bad1("target: s3://b/\nendpoint: 127.0.0.1:9000\n" WL1,
+              "t.yaml:2:11: 'endpoint' must be an http:// or https:// URL such as "
+              "http://127.0.0.1:9000 (got '127.0.0.1:9000')");
+    load_bad1("target: s3://b/\nendpoint: http://h:9000/bucket\n" WL1,
+              "t.yaml:2:11: 'endpoint' must not have a path; put the bucket in the s3:// URI "
+              "(got 'http://h:9000/bucket')");
+    load_bad1("target: s3://b/\nendpoint: 'http://h:0'\n" WL1,
+              "t.yaml:2:11: 'endpoint' has no valid host[:port] such as 127.0.0.1:9000 "
+              "(got 'http://h:0')");
+    load_bad1("target: s3://b/\nendpoint: 'https://'\n" WL1,
+              "t.yaml:2:11: 'endpoint' has no valid host[:port] such as 127.0.0.1:9000 "
+              "(got 'https://')");
+    load_bad1("target: s3://b/\nendpoint: {host: h}\n" WL1,
+              "t.yaml:2:11: 'endpoint' must be a string, got a mapping");
+    load_bad1("target: s3://b/\nendpoint:\n" WL1,
+              "t.yaml:2:10: 'endpoint' needs a value (a string)");
+    load_bad1("target: s3://b/\nendpiont: http://h:9000\n" WL1,
+              "t.yaml:2:1: unknown key 'endpiont' at top level; did you mean 'endpoint'?");
+    load_bad1("target: s3://b/\nhtpp: {}\n" WL1,
+              "t.yaml:2:1: unknown key 'htpp' at top level; did you mean 'http'?");
+    load_bad1("target: s3://b/\nS3: {}\n" WL1,
+              "t.yaml:2:1: unknown key 'S3' at top level; did you mean 's3'?");
+    load_bad1("target: s3://b/\ns3dlio_optimization: {enabled: true}\n" WL1,
+              "t.yaml:2:1: 's3dlio_optimization' is not supported by this version of "
+              "sai3bench-ctl yet");
+
+    /* where an endpoint applies */
+    load_bad1("target: file:///tmp/x/\nendpoint: http://127.0.0.1:9000\n" WL1,
+              "t.yaml:2:1: 'endpoint' applies to s3:// URIs only; this config has none");
+    load_bad1("endpoint: http://127.0.0.1:9000\n"
+              "prepare: {ensure_objects: [{base_uri: 'file:///d/', count: 1}]}\n",
+              "t.yaml:1:1: 'endpoint' applies to s3:// URIs only; this config has none");
+    load_bad1("target: file:///tmp/x/\n"
+              "prepare:\n"
+              "  ensure_objects:\n"
+              "    - {base_uri: 'file:///d/', count: 1, endpoint: 'http://h:9000'}\n" WL1,
+              "t.yaml:4:42: 'endpoint' applies to s3:// URIs only; base_uri 'file:///d/' is "
+              "not one");
+    load_bad1("target: s3://h:9000/b/\nendpoint: http://127.0.0.1:9000\n" WL1,
+              "t.yaml:1:9: 'target' 's3://h:9000/b/' names its endpoint in the URI, and the "
+              "top-level 'endpoint' (line 2) gives one too; remove one");
+    load_bad1("endpoint: http://127.0.0.1:9000\n"
+              "workload: [{op: get, path: 's3://h:9000/b/x', weight: 1}]\n",
+              "t.yaml:2:28: 'path' 's3://h:9000/b/x' names its endpoint in the URI, and the "
+              "top-level 'endpoint' (line 1) gives one too; remove one");
+    load_bad1("target: s3://b/\nendpoint: http://127.0.0.1:9000\n"
+              "prepare: {ensure_objects: [{base_uri: 's3://h:9000/b/', count: 1}]}\n",
+              "t.yaml:3:39: 'base_uri' 's3://h:9000/b/' names its endpoint in the URI, and the "
+              "top-level 'endpoint' (line 2) gives one too; remove one");
+    load_bad1("prepare:\n"
+              "  ensure_objects:\n"
+              "    - base_uri: s3://h:9000/b/\n"
+              "      count: 1\n"
+              "      endpoint: http://127.0.0.1:9000\n",
+              "t.yaml:3:17: 'base_uri' 's3://h:9000/b/' names its endpoint in the URI, and "
+              "this entry's 'endpoint' (line 5) gives one too; remove one");
+    load_bad1("target: s3://b/\n"
+              "prepare: {ensure_objects: [{base_uri: 's3://b/', count: 1, endpoint: 'h'}]}\n",
+              "t.yaml:2:70: 'endpoint' must be an http:// or https:// URL such as "
+              "http://127.0.0.1:9000 (got 'h')");
+    load_bad1("target: s3://b/\n"
+              "prepare: {ensure_objects: [{base_uri: 's3://b/', count: 1, endpont: 'h'}]}\n",
+              "t.yaml:2:60: unknown key 'endpont' in ensure_objects entry; did you mean "
+              "'endpoint'?");
+
+    /* s3:// URIs as the storage layer reads them */
+    load_bad1("target: s3://h:abc/b/\n" WL1,
+              "t.yaml:1:9: 'target': bad endpoint \"h:abc\" in \"s3://h:abc/b/\" (expected "
+              "s3://host:port/bucket/prefix/)");
+    load_bad1("target: s3://h:9000/\n" WL1,
+              "t.yaml:1:9: 'target': missing bucket after endpoint in \"s3://h:9000/\" "
+              "(expected s3://host:port/bucket/prefix/)");
+
+    /* s3: */
+    load_bad1("target: s3://b/\ns3: {addressing: host}\n" WL1,
+              "t.yaml:2:18: unknown addressing 'host' (expected path or virtual)");
+    load_bad1("target: s3://b/\ns3: {addressing: virtal}\n" WL1,
+              "t.yaml:2:18: unknown addressing 'virtal'; did you mean 'virtual'?");
+    load_bad1("target: s3://b/\ns3: {sign_payload: maybe}\n" WL1,
+              "t.yaml:2:20: 'sign_payload' must be true or false, got string 'maybe'");
+    load_bad1("target: s3://b/\ns3: {create_bucket: 1}\n" WL1,
+              "t.yaml:2:21: 'create_bucket' must be true or false, got number '1'");
+    load_bad1("target: s3://b/\ns3: {multipart_threshold: 4MiB}\n" WL1,
+              "t.yaml:2:27: 'multipart_threshold' must be at least 5 MiB (S3's minimum part "
+              "size), got 4MiB");
+    load_bad1("target: s3://b/\ns3: {multipart_threshold: lots}\n" WL1,
+              "t.yaml:2:27: 'multipart_threshold': 'lots' is not a size: expected a number "
+              "with an optional unit, such as 4096, 64KiB or 1.5GB");
+    load_bad1("target: s3://b/\ns3: {part_size: 5000000}\n" WL1,
+              "t.yaml:2:17: 'part_size' must be at least 5 MiB (S3's minimum part size), got "
+              "5000000");
+    load_bad1("target: s3://b/\ns3: {part_size: 5GiB1}\n" WL1,
+              "t.yaml:2:17: 'part_size': '5GiB1' is not a size: unknown unit 'GiB1' (use B, KB, "
+              "KiB, MB, MiB, ...)");
+    load_bad1("target: s3://b/\ns3: {part_size: 6GB}\n" WL1,
+              "t.yaml:2:17: 'part_size' must be at most 5 GiB (S3's maximum part size), got 6GB");
+    load_bad1("target: s3://b/\ns3: {part_concurrency: 0}\n" WL1,
+              "t.yaml:2:24: 'part_concurrency' must be at least 1, got 0");
+    load_bad1("target: s3://b/\ns3: {part_concurrency: 257}\n" WL1,
+              "t.yaml:2:24: 'part_concurrency' must be at most 256, got 257");
+    load_bad1("target: s3://b/\ns3: {part_sise: 8MiB}\n" WL1,
+              "t.yaml:2:6: unknown key 'part_sise' in s3; did you mean 'part_size'?");
+    load_bad1("target: s3://b/\ns3: {region: us-east-1}\n" WL1,
+              "t.yaml:2:6: unknown key 'region' in s3 (expected one of: addressing, "
+              "sign_payload, create_bucket, multipart_threshold, part_size, part_concurrency)");
+    load_bad1("target: s3://b/\ns3: [addressing]\n" WL1,
+              "t.yaml:2:5: 's3' must be a mapping (addressing, sign_payload, "
+              "multipart_threshold, ...), got a list");
+
+    /* http: */
+    load_bad1("target: s3://b/\nhttp: {max_connections: 4097}\n" WL1,
+              "t.yaml:2:25: 'max_connections' must be at most 4096, got 4097");
+    load_bad1("target: s3://b/\nhttp: {max_connections: -1}\n" WL1,
+              "t.yaml:2:25: 'max_connections' must be at least 0, got -1");
+    load_bad1("target: s3://b/\nhttp: {connect_timeout: 0s}\n" WL1,
+              "t.yaml:2:25: 'connect_timeout' must be greater than 0");
+    load_bad1("target: s3://b/\nhttp: {io_timeout: 0}\n" WL1,
+              "t.yaml:2:20: 'io_timeout' must be greater than 0");
+    load_bad1("target: s3://b/\nhttp: {io_timeout: 500us}\n" WL1,
+              "t.yaml:2:20: 'io_timeout' must be at least 1ms, got 500us");
+    load_bad1("target: s3://b/\nhttp: {io_timeout: 2d}\n" WL1,
+              "t.yaml:2:20: 'io_timeout' must be at most 24h, got 2d");
+    load_bad1("target: s3://b/\nhttp: {ca_bundle: ''}\n" WL1,
+              "t.yaml:2:19: 'ca_bundle' needs a file name (a PEM file of CA certificates)");
+    load_bad1("target: s3://b/\nhttp: {ca_bundle: [a, b]}\n" WL1,
+              "t.yaml:2:19: 'ca_bundle' must be a string, got a list");
+    load_bad1("target: s3://b/\nhttp: {insecure_skip_verify: please}\n" WL1,
+              "t.yaml:2:30: 'insecure_skip_verify' must be true or false, got string 'please'");
+    load_bad1("target: s3://b/\nhttp: {timeout: 5s}\n" WL1,
+              "t.yaml:2:8: unknown key 'timeout' in http (expected one of: max_connections, "
+              "connect_timeout, io_timeout, ca_bundle, insecure_skip_verify)");
+    load_bad1("target: s3://b/\nhttp: {io_timout: 5s}\n" WL1,
+              "t.yaml:2:8: unknown key 'io_timout' in http; did you mean 'io_timeout'?");
+    load_bad1("target: s3://b/\nhttp: 5\n" WL1,
+              "t.yaml:2:7: 'http' must be a mapping (max_connections, connect_timeout, "
+              "io_timeout, ...), got number '5'");
 }
 
 static void test_diag_api(void **state)
@@ -637,6 +895,78 @@ static void test_plan(void **state)
     wl_config_free(&c);
 }
 
+static void expect_in(const char *plan, const char *const *want, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strstr(plan, want[i]))
+            fail_msg("plan lacks:\n%s\nplan:\n%s", want[i], plan);
+}
+
+static void test_plan_net(void **state)
+{
+    wl_config_t c;
+    (void)state;
+    load_ok(net_yaml, &c);
+    char *plan = wl_plan_format(&c, 4);
+    assert_non_null(plan);
+    static const char *const want[] = {
+        "  s3:           endpoint http://127.0.0.1:9000 (config), virtual-host style, signed "
+        "payload, multipart >= 32 MiB in 5 MiB parts x256, buckets must exist\n",
+        "  http:         4096 connections per core, connect 1.5s, I/O 2m, CA bundle "
+        "/etc/ssl/minio-ca.pem, TLS certificates NOT verified\n",
+        "       s3://other/p/  10 objects  size fixed 1 MiB  fill random dedup 1 compress 1"
+        "  endpoint https://s3.example.com/\n",
+        "       s3://bucket/q/  10 objects  size fixed 1 MiB  fill random dedup 1 compress 1\n",
+    };
+    expect_in(plan, want, sizeof(want) / sizeof(want[0]));
+    free(plan);
+    wl_config_free(&c);
+
+    /* defaults; no config endpoint: AWS_ENDPOINT_URL, else AWS in AWS_REGION */
+    load_ok("target: s3://b/\nworkload: [{op: get, weight: 1}]\n", &c);
+    setenv("AWS_ENDPOINT_URL", "http://env-host:9000", 1);
+    plan = wl_plan_format(&c, 1);
+    assert_non_null(plan);
+    static const char *const want2[] = {
+        "  s3:           endpoint http://env-host:9000 (AWS_ENDPOINT_URL), path-style, "
+        "UNSIGNED-PAYLOAD, multipart >= 64 MiB in 16 MiB parts x8\n",
+        "  http:         connections automatic, connect 5s, I/O 30s\n",
+    };
+    expect_in(plan, want2, sizeof(want2) / sizeof(want2[0]));
+    free(plan);
+    unsetenv("AWS_ENDPOINT_URL");
+    setenv("AWS_REGION", "eu-west-3", 1);
+    plan = wl_plan_format(&c, 1);
+    assert_non_null(plan);
+    static const char *const want3[] = {
+        "  s3:           endpoint https://s3.eu-west-3.amazonaws.com (AWS), path-style, ",
+    };
+    expect_in(plan, want3, 1);
+    free(plan);
+    unsetenv("AWS_REGION");
+    wl_config_free(&c);
+
+    /* every s3:// URI names its endpoint */
+    load_ok("target: s3://10.0.0.1:9000/b/\nworkload: [{op: get, weight: 1}]\n", &c);
+    plan = wl_plan_format(&c, 1);
+    assert_non_null(plan);
+    static const char *const want4[] = {"  s3:           endpoint per URI, path-style, "};
+    expect_in(plan, want4, 1);
+    free(plan);
+    wl_config_free(&c);
+
+    /* no s3:// URI: no s3/http lines */
+    load_ok("target: file:///tmp/x/\nhttp: {max_connections: 8}\n"
+            "workload: [{op: get, weight: 1}]\n",
+            &c);
+    plan = wl_plan_format(&c, 1);
+    assert_non_null(plan);
+    assert_null(strstr(plan, "  s3:"));
+    assert_null(strstr(plan, "  http:"));
+    free(plan);
+    wl_config_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -644,6 +974,8 @@ int main(void)
         cmocka_unit_test(test_aliases),  cmocka_unit_test(test_single_errors),
         cmocka_unit_test(test_diag_api), cmocka_unit_test(test_corpus),
         cmocka_unit_test(test_sizes),    cmocka_unit_test(test_plan),
+        cmocka_unit_test(test_net),      cmocka_unit_test(test_net_errors),
+        cmocka_unit_test(test_plan_net),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

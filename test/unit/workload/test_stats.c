@@ -50,9 +50,9 @@ static void test_record_merge(void **state)
         assert_int_equal(wl_stats_record(s, WL_OP_STAT, 777, i * 10, 0), 0);
         assert_int_equal(wl_stats_record(&all, WL_OP_STAT, 777, i * 10, 0), 0);
     }
-    wl_stats_error(&a, WL_OP_GET, -11003);
-    wl_stats_error(&b, WL_OP_GET, -11003);
-    wl_stats_error(&b, WL_OP_GET, -5);
+    wl_stats_error(&a, WL_OP_GET, -11003, NULL);
+    wl_stats_error(&b, WL_OP_GET, -11003, "");
+    wl_stats_error(&b, WL_OP_GET, -5, "HTTP 500");
     wl_stats_t m;
     wl_stats_init(&m);
     assert_int_equal(wl_stats_merge(&m, &a), 0);
@@ -66,6 +66,14 @@ static void test_record_merge(void **state)
     assert_int_equal(m.op[WL_OP_GET].errk[0].code, -11003);
     assert_int_equal(m.op[WL_OP_GET].errk[0].n, 2);
     assert_int_equal(m.op[WL_OP_GET].errk[1].code, -5);
+    assert_string_equal(m.op[WL_OP_GET].errk[1].name, "HTTP 500");
+    /* the same code under another provider name is its own kind */
+    wl_stats_error(&m, WL_OP_GET, -5, "SlowDown");
+    wl_stats_error(&m, WL_OP_GET, -5, "HTTP 500");
+    assert_int_equal(m.op[WL_OP_GET].errk[1].n, 2);
+    assert_string_equal(m.op[WL_OP_GET].errk[2].name, "SlowDown");
+    assert_int_equal(m.op[WL_OP_GET].errk[2].n, 1);
+    assert_int_equal(wl_stats_errors(&m, WL_OP_GET), 5);
     wl_hist_t h1, h2;
     wl_hist_init(&h1);
     wl_hist_init(&h2);

@@ -31,6 +31,15 @@
  *   DEL    unlink; missing → STO_ENOTFOUND.
  *   MKDIR  creates parents as needed; an existing directory → STO_EEXIST.
  *   RMDIR  non-empty → STO_ENOTEMPTY; recursive removes the tree (symlinks not followed).
+ *
+ * s3:// differs where S3 does: DEL of a missing key succeeds (S3 answers 204 either way); LIST
+ * of "dir/" is the prefix "dir/" (with delimiter '/' unless recursive: "directories" are common
+ * prefixes); MKDIR and RMDIR are STO_ENOTSUP. HTTP failures map to STO_ENOTFOUND (404),
+ * STO_ENOBUCKET (404 NoSuchBucket), STO_EPERM (401/403), STO_ESHORT (416), STO_ETHROTTLE
+ * (503, 429, SlowDown; retryable), STO_ESERVER (other 5xx; retryable), STO_EHTTP (other 4xx);
+ * res.code holds the S3 error code and res.detail "HTTP 403 SignatureDoesNotMatch: <Message>
+ * (RequestId ...)". Connection failures, resets and timeouts keep their rx/uv code and are
+ * retryable.
  * Keys containing a ".." component are refused by sto_submit (RX_EINVAL).
  */
 #ifndef STO_BACKEND_H
@@ -50,6 +59,7 @@ typedef enum sto_op {
     STO_OP_DEL,
     STO_OP_MKDIR,
     STO_OP_RMDIR,
+    STO_OP_DEL_BATCH, /* backends with STO_CAP_BATCH_DELETE: keys[0..nkeys), 1..1000 */
     STO_OP__COUNT
 } sto_op_t;
 
@@ -70,6 +80,8 @@ typedef struct sto_result {
     uint64_t t_end_ns;      /* completion */
     int http_status;        /* 0 for local backends */
     int retryable;          /* 1 if the same request may succeed when retried */
+    char code[48];          /* provider error code ("SlowDown", "NoSuchKey", "HTTP 500"); "" when
+                               none: errors are counted per (status, code) */
     char detail[256];       /* human-readable detail, e.g. "open /x/y: Invalid argument" */
 } sto_result_t;
 
@@ -95,6 +107,9 @@ struct sto_req {
     const struct iovec *iov; /* PUT body, borrowed */
     int iovcnt;
     int recursive;           /* LIST: descend into sub-directories; RMDIR: remove contents */
+    const char *const *keys; /* DEL_BATCH: keys relative to the store, borrowed */
+    size_t nkeys;            /* DEL_BATCH: 1..1000; res.bytes = keys deleted; keys that failed
+                                make status non-zero with the first failure in detail */
     sto_page_fn on_page;     /* LIST */
     sto_done_fn done;
     void *ud;
@@ -118,13 +133,38 @@ typedef struct sto_backend {
 /* Backend table lookup; NULL when the scheme has no backend in this build. */
 const sto_backend_t *sto_backend_for(sto_scheme_t scheme);
 
+/* Options of network backends; zero fields take the defaults. Strings are copied at open. */
+typedef struct sto_opts {
+    const char *endpoint;     /* s3: endpoint URL (the config's `endpoint:`); NULL: from the URI,
+                                 else AWS_ENDPOINT_URL, else AWS (see sto/s3conf.h) */
+    int virtual_host;         /* s3: bucket in the host name instead of the path */
+    int sign_payload;         /* s3: sign the SHA-256 of PUT bodies instead of UNSIGNED-PAYLOAD */
+    int no_create_bucket;     /* s3: with create_base, do not create a missing bucket */
+    int max_connections;      /* per store (per core): default 64 */
+    int connect_timeout_ms;   /* default 5000 */
+    int io_timeout_ms;        /* no progress for this long fails a request; default 30000 */
+    int insecure_skip_verify; /* TLS: accept any certificate (test rigs only) */
+    const char *ca_file;      /* TLS CA bundle; NULL: AWS_CA_BUNDLE, else the system bundle */
+    uint64_t multipart_threshold; /* s3: PUTs of at least this many bytes use multipart;
+                                     default 64 MiB; UINT64_MAX: never */
+    uint64_t part_size;       /* s3: multipart part size; default 16 MiB (min 5 MiB on AWS) */
+    int part_concurrency;     /* s3: parts in flight per multipart PUT; default 8 */
+} sto_opts_t;
+
 /* Opens a store for base_uri on loop. On failure returns <0 and writes a reason into err.
  * direct:// probes O_DIRECT on the base directory at open and fails with STO_ENODIRECT and a
  * message naming the filesystem when it is refused (e.g. tmpfs). The base directory is created
  * (mkdir -p) when create_base is set. */
 int sto_store_open(uv_loop_t *loop, const char *base_uri, int create_base, sto_store_t **out,
                    char *err, size_t errlen);
-/* Loop thread only; no request may be in flight. Frees s; closes no handles of the loop. */
+/* Same with options (NULL = defaults). s3:// with create_base checks the bucket at open (on a
+ * private loop, blocking for at most the connect and I/O timeouts) and creates it when it is
+ * missing unless opts->no_create_bucket; any failure there (unreachable endpoint, 403) fails the
+ * open with the service's message. */
+int sto_store_open_opts(uv_loop_t *loop, const char *base_uri, int create_base,
+                        const sto_opts_t *opts, sto_store_t **out, char *err, size_t errlen);
+/* Loop thread only; no request may be in flight. Network backends close their connections
+ * asynchronously: run the loop afterwards until its handles are closed. */
 void sto_store_close(sto_store_t *s);
 const sto_uri_t *sto_store_uri(const sto_store_t *s);
 uv_loop_t *sto_store_loop(const sto_store_t *s);

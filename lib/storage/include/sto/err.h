@@ -17,7 +17,12 @@
     X(STO_ENOSPC, 9, "no space left on device")                                                    \
     X(STO_ENOTEMPTY, 10, "directory not empty")                                                    \
     X(STO_ESHORT, 11, "short read or write")                                                       \
-    X(STO_ECANCELED, 12, "request canceled")
+    X(STO_ECANCELED, 12, "request canceled")                                                       \
+    X(STO_ENOBUCKET, 13, "bucket or container does not exist")                                     \
+    X(STO_ETHROTTLE, 14, "service asked to slow down")                                             \
+    X(STO_ESERVER, 15, "service error (HTTP 5xx)")                                                 \
+    X(STO_EHTTP, 16, "request refused by the service (HTTP 4xx)")                                  \
+    X(STO_EPROTO, 17, "unexpected response from the service")
 
 enum sto_err {
 #define STO_ERR_ENUM(name, off, msg) name = STO_ERR_BASE - (off),

@@ -66,6 +66,7 @@ typedef struct wl_ensure_cfg {
     wl_fill_t fill;           /* default random */
     uint32_t dedup_factor;    /* default 1 */
     uint32_t compress_factor; /* default 1 */
+    char *endpoint;           /* `endpoint:` of this entry (s3:// only); NULL = the top level's */
     int line, col;
 } wl_ensure_cfg_t;
 
@@ -116,6 +117,24 @@ typedef struct wl_perf_log_cfg {
     uint64_t interval_ns; /* default 1 s */
 } wl_perf_log_cfg_t;
 
+/* Network storage options: top-level `endpoint:`, the `s3:` block and the `http:` block. */
+typedef struct wl_net_cfg {
+    char *endpoint;               /* `endpoint:` URL for s3:// URIs without host; NULL = none */
+    /* s3: */
+    int virtual_host;             /* s3.addressing: virtual (default path) */
+    int sign_payload;             /* s3.sign_payload (default false: UNSIGNED-PAYLOAD) */
+    int create_bucket;            /* s3.create_bucket (default true): prepare creates it */
+    uint64_t multipart_threshold; /* s3.multipart_threshold (default 64 MiB) */
+    uint64_t part_size;           /* s3.part_size (default 16 MiB) */
+    uint32_t part_concurrency;    /* s3.part_concurrency (default 8) */
+    /* http: */
+    uint32_t max_connections;     /* http.max_connections per core and store; 0 = automatic */
+    uint64_t connect_timeout_ns;  /* http.connect_timeout (default 5 s) */
+    uint64_t io_timeout_ns;       /* http.io_timeout (default 30 s) */
+    char *ca_bundle;              /* http.ca_bundle; NULL = AWS_CA_BUNDLE or the system bundle */
+    int insecure_skip_verify;     /* http.insecure_skip_verify (default false) */
+} wl_net_cfg_t;
+
 typedef struct wl_config {
     char *source;         /* file name used in diagnostics */
     char *target;         /* may be NULL */
@@ -127,6 +146,7 @@ typedef struct wl_config {
     wl_rate_cfg_t io_rate;
     wl_errh_cfg_t errh;
     wl_perf_log_cfg_t perf_log;
+    wl_net_cfg_t net;
 } wl_config_t;
 
 typedef struct wl_diag {

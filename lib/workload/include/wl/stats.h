@@ -28,7 +28,8 @@ int wl_size_bucket(uint64_t bytes);
 const char *wl_bucket_label(int bucket);
 
 typedef struct wl_errcount {
-    int code; /* negative error code; 0 = unused slot */
+    int code;     /* negative error code; 0 = unused slot */
+    char name[40]; /* provider code ("SlowDown", "HTTP 500"); "" when the backend gave none */
     uint64_t n;
 } wl_errcount_t;
 
@@ -39,7 +40,7 @@ typedef struct wl_opstats {
     wl_hist_t lat_sched;        /* from intended start to completion (io_rate runs only) */
     uint64_t errors;            /* failed attempts */
     uint64_t retries;
-    wl_errcount_t errk[WL_ERRKINDS]; /* the first WL_ERRKINDS distinct codes */
+    wl_errcount_t errk[WL_ERRKINDS]; /* the first WL_ERRKINDS distinct (code, name) pairs */
     uint64_t err_other;         /* errors whose code did not fit in errk */
 } wl_opstats_t;
 
@@ -54,7 +55,8 @@ void wl_stats_reset(wl_stats_t *s);
  * META ops are recorded in bucket 0 whatever their byte count (as the original does). */
 int wl_stats_record(wl_stats_t *s, wl_op_kind_t op, uint64_t bytes, uint64_t lat_ns,
                     uint64_t sched_ns);
-void wl_stats_error(wl_stats_t *s, wl_op_kind_t op, int code);
+/* Counts one failed attempt under (code, name); name may be NULL (= ""). */
+void wl_stats_error(wl_stats_t *s, wl_op_kind_t op, int code, const char *name);
 int wl_stats_merge(wl_stats_t *dst, const wl_stats_t *src);
 
 /* Sums over ops/buckets. */
