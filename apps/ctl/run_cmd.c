@@ -123,9 +123,23 @@ static void print_live(runctx_t *rc, const wl_tick_t *t)
         char mibs[32] = "";
         if (c != WL_CLASS_META)
             snprintf(mibs, sizeof(mibs), " %.1f MiB/s", (double)bytes / 1048576.0 / secs);
+        uint64_t errs = wl_stats_class_errors(&rc->live, (wl_class_t)c);
         n += (size_t)snprintf(line + n, sizeof(line) - n, "%s %s %s/s%s p50 %s p99 %s err %" PRIu64,
                               n > 8 ? " |" : "", wl_class_name((wl_class_t)c), ops_s, mibs, p50,
-                              p99, wl_stats_class_errors(&rc->live, (wl_class_t)c));
+                              p99, errs);
+        if (errs && n < sizeof(line)) {
+            /* the most frequent kind of the interval, by its S3 code when there is one */
+            const wl_errcount_t *top = NULL;
+            for (int o = 0; o < WL_OP__COUNT; o++) {
+                if (wl_op_class((wl_op_kind_t)o) != (wl_class_t)c) continue;
+                const wl_opstats_t *os = &rc->live.op[o];
+                for (int k = 0; k < WL_ERRKINDS && os->errk[k].code; k++)
+                    if (!top || os->errk[k].n > top->n) top = &os->errk[k];
+            }
+            if (top)
+                n += (size_t)snprintf(line + n, sizeof(line) - n, " (%s)",
+                                      top->name[0] ? top->name : rx_strerror(top->code));
+        }
         wl_hist_free(&h);
         if (n >= sizeof(line)) break;
     }

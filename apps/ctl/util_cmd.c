@@ -839,7 +839,8 @@ static int cmd_rm(util_t *u)
             for (size_t i = 0; i < keys.n; i++)
                 for (const char *p = keys.v[i]; (p = strchr(p, '/')) != NULL; p++)
                     keylist_add(&dirs, keys.v[i], (size_t)(p - keys.v[i]) + 1);
-            qsort(dirs.v, dirs.n, sizeof(*dirs.v), cmp_dirs);
+            if (dirs.n)
+                qsort(dirs.v, dirs.n, sizeof(*dirs.v), cmp_dirs);
             size_t w = 0;
             for (size_t i = 0; i < dirs.n; i++) {
                 if (w && strcmp(dirs.v[w - 1], dirs.v[i]) == 0) {

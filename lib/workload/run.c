@@ -543,6 +543,16 @@ static int build_plan(wl_run_t *r)
             uint32_t per = (od->cfg->concurrency + (uint32_t)r->ncores - 1) / (uint32_t)r->ncores;
             od->limit = per ? per : 1;
         }
+        if (od->kind == WL_OP_MKDIR || od->kind == WL_OP_RMDIR) {
+            const char *u = r->stores[od->store];
+            const sto_backend_t *be = NULL;
+            if (!strncmp(u, "s3://", 5)) be = sto_backend_for(STO_SCHEME_S3);
+            if (be && !(be->caps & STO_CAP_DIRECTORIES)) {
+                set_err(r, "op %d (%s): %s:// has no directories; mkdir and rmdir work on "
+                           "file:// and direct:// only", i + 1, wl_op_name(od->kind), be->name);
+                return WL_ECONFIG;
+            }
+        }
     }
     for (int i = 0; i < r->nops; i++) {
         opdesc_t *od = &r->ops[i];

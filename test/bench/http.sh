@@ -3,4 +3,4 @@
 # usage: test/bench/http.sh [--secs N] [--conns N] [--ctl PATH]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-exec python3 "$here/http.py" "$@"
+exec python3 "$here/http_bench.py" "$@"

@@ -389,6 +389,19 @@ workload:
         check(re.search(r"error x2: service asked to slow down \(SlowDown\)", p.stdout), p.stdout)
         rows = read_results(results_dir(p, cwd))
         check(int(rows[("GET", "ALL")][12]) > 10, p.stdout)
+        # a server that always says SlowDown: counted per S3 code in the table and the live line
+        cfg = write(os.path.join(cwd, "slow.yaml"), f"""target: "s3://{host}/slowdown/"
+duration: 2s
+concurrency: 2
+error_handling: {{ max_total_errors: 0, error_rate_threshold: 0 }}
+workload:
+  - {{ op: get, path: "obj", weight: 1 }}
+""")
+        p = run(["run", "--config", cfg], cwd, env, timeout=60)
+        check(re.search(r"^\[ +1s\] GET .* err \d+ \(SlowDown\)$", p.stdout, re.M), p.stdout)
+        m = re.search(r"error x(\d+): service asked to slow down \(SlowDown\)", p.stdout)
+        check(m and int(m.group(1)) > 10 and console_errors(p.stdout)["GET"] == int(m.group(1)),
+              p.stdout)
         # a garbage listing is a clear protocol error
         p = run(["util", "ls", f"s3://{host}/badxml/"], cwd, env, expect=1)
         check("ListObjectsV2" in p.stderr, p.stderr)

@@ -4,7 +4,7 @@ sai3bench-ctl over HTTP/1.1 next to wrk and h2load --h1 in the same run, plus th
 cost of a SigV4-signed 1 KiB PUT. Prints requests/s, client CPU-microseconds per request and the
 ratios to the references. Never fails on numbers.
 
-usage: test/bench/http.py [--secs N] [--conns N] [--ctl PATH]
+usage: test/bench/http.sh [--secs N] [--conns N] [--ctl PATH]
 """
 import argparse
 import os
