@@ -103,6 +103,23 @@ static void fmt_count(uint64_t v, char *buf, size_t len)
     buf[o] = 0;
 }
 
+/* One line per error kind of an op: "error xN: message (S3 code)". */
+static void print_errkinds(const wl_opstats_t *os, const char *label)
+{
+    for (int k = 0; k < WL_ERRKINDS && os->errk[k].code; k++)
+        ctl_out("  %-6s   error x%" PRIu64 ": %s%s%s%s", label, os->errk[k].n,
+                rx_strerror(os->errk[k].code), os->errk[k].name[0] ? " (" : "", os->errk[k].name,
+                os->errk[k].name[0] ? ")" : "");
+    if (os->err_other) ctl_out("  %-6s   other errors x%" PRIu64, label, os->err_other);
+}
+
+/* The error kinds of a prepare or cleanup phase, labelled by op. */
+static void print_phase_errors(const wl_stats_t *st)
+{
+    for (int o = 0; o < WL_OP__COUNT; o++)
+        if (st->op[o].errors) print_errkinds(&st->op[o], wl_op_name((wl_op_kind_t)o));
+}
+
 static void print_live(runctx_t *rc, const wl_tick_t *t)
 {
     double secs = (double)rc->live_ns / 1e9;
@@ -224,11 +241,7 @@ static void print_summary(const char *title, const wl_stats_t *s, uint64_t wall_
             wl_fmt_ns(os->lat_sched.max, mx, sizeof(mx));
             ctl_out("  %-6s   from intended start: p50 %s  p99 %s  max %s", "", p50, p99, mx);
         }
-        for (int k = 0; k < WL_ERRKINDS && os->errk[k].code; k++)
-            ctl_out("  %-6s   error x%" PRIu64 ": %s%s%s%s", "", os->errk[k].n,
-                    rx_strerror(os->errk[k].code), os->errk[k].name[0] ? " (" : "",
-                    os->errk[k].name, os->errk[k].name[0] ? ")" : "");
-        if (os->err_other) ctl_out("  %-6s   other errors x%" PRIu64, "", os->err_other);
+        print_errkinds(os, "");
         if (os->retries) ctl_out("  %-6s   retries: %" PRIu64, "", os->retries);
         wl_hist_free(&h);
     }
@@ -352,6 +365,7 @@ int ctl_cmd_run(const ctl_opts_t *o)
         ctl_out("Prepare: %s created (%s), %s already present, %" PRIu64 " failed attempts, %.2f s",
                 cr, by, ex, ps->failed, (double)ps->wall_ns / 1e9);
         const wl_stats_t *st = wl_run_stats(run, WL_PHASE_PREPARE);
+        if (st) print_phase_errors(st);
         if (st && wl_stats_total_ops(st)) {
             snprintf(path, sizeof(path), "%s/prepare_results.tsv", dir);
             if (wl_results_write_tsv_file(path, st, wl_run_wall_ns(run, WL_PHASE_PREPARE), 1))
@@ -386,6 +400,7 @@ int ctl_cmd_run(const ctl_opts_t *o)
                       sizeof(n));
             ctl_out("Cleanup: %s removed, %" PRIu64 " errors, %.2f s", n,
                     wl_stats_total_errors(st), (double)wl_run_wall_ns(run, WL_PHASE_CLEANUP) / 1e9);
+            print_phase_errors(st);
         }
         if (rc) goto phase_failed;
     }

@@ -17,6 +17,7 @@
 #include "rx/time.h"
 #include "sto/backend.h"
 #include "sto/err.h"
+#include "sto/s3conf.h"
 #include "sto/uri.h"
 #include "wl/datagen.h"
 #include "wl/hist.h"
@@ -65,6 +66,14 @@ static const char util_usage[] =
     "flight (default 1). Every subcommand but health ends with one line per operation type:\n"
     "  OP: N ops, E errors, mean X, p50 X, p99 X, max X[, BYTES bytes, X MiB/s]\n"
     "\n"
+    "network stores (s3://), every subcommand:\n"
+    "  --endpoint URL      endpoint (as the config's 'endpoint:'), else the URI's host or\n"
+    "                      AWS_ENDPOINT_URL\n"
+    "  --http 1.1|2|auto   protocol: HTTP/1.1 (default), HTTP/2 (h2c prior knowledge, or h2 by\n"
+    "                      ALPN over TLS), or auto (ALPN over TLS)\n"
+    "  --ca-bundle FILE    CA certificates for TLS (else AWS_CA_BUNDLE, else the system's)\n"
+    "  --insecure          accept any TLS certificate (test rigs only)\n"
+    "\n"
     "exit status: 0 every operation succeeded, 1 an operation failed, 2 bad usage\n";
 
 typedef enum sub { SUB_LS, SUB_STAT, SUB_GET, SUB_PUT, SUB_RM, SUB_HEALTH, SUB__COUNT } sub_t;
@@ -85,6 +94,10 @@ typedef struct uopts {
     wl_fill_t fill;
     int has_range;
     uint64_t offset, length; /* length 0 = to the end */
+    const char *endpoint;
+    const char *ca_bundle;
+    int http_version;
+    int insecure;
 } uopts_t;
 
 /* ------------------------------------------------------------------ arguments ------------ */
@@ -106,7 +119,21 @@ static int usage_error(const char *sub, const char *fmt, ...)
     return 2;
 }
 
-enum { OPT_REC, OPT_LIMIT, OPT_COUNT, OPT_CONC, OPT_SIZE, OPT_FILL, OPT_RANGE };
+enum {
+    OPT_REC,
+    OPT_LIMIT,
+    OPT_COUNT,
+    OPT_CONC,
+    OPT_SIZE,
+    OPT_FILL,
+    OPT_RANGE,
+    OPT_ENDPOINT,
+    OPT_HTTP,
+    OPT_CA,
+    OPT_INSECURE
+};
+
+#define ALL_SUBS ((1u << SUB__COUNT) - 1)
 
 #define SUBS(x) (1u << (x))
 
@@ -125,6 +152,10 @@ static const struct uopt {
     {"--size", NULL, OPT_SIZE, 1, SUBS(SUB_PUT)},
     {"--fill", NULL, OPT_FILL, 1, SUBS(SUB_PUT)},
     {"--range", NULL, OPT_RANGE, 1, SUBS(SUB_GET)},
+    {"--endpoint", NULL, OPT_ENDPOINT, 1, ALL_SUBS},
+    {"--http", NULL, OPT_HTTP, 1, ALL_SUBS},
+    {"--ca-bundle", NULL, OPT_CA, 1, ALL_SUBS},
+    {"--insecure", NULL, OPT_INSECURE, 0, ALL_SUBS},
 };
 
 /* A whole number in [lo, hi], written as wl_parse_count accepts it (1000, 1_000, 1,000). */
@@ -311,6 +342,29 @@ static int parse_args(int argc, char **argv, uopts_t *o, int *verbose)
             if (parse_range(val, &o->offset, &o->length, err, sizeof(err)) != 0)
                 return usage_error(sn, "%s", err);
             o->has_range = 1;
+            break;
+        case OPT_ENDPOINT: {
+            sto_s3_endpoint_t ep;
+            if (sto_s3_endpoint_parse(val, &ep, err, sizeof(err)) != 0)
+                return usage_error(sn, "--endpoint: %s", err);
+            o->endpoint = val;
+            break;
+        }
+        case OPT_HTTP:
+            if (strcmp(val, "1.1") == 0)
+                o->http_version = 0;
+            else if (strcmp(val, "2") == 0)
+                o->http_version = 1;
+            else if (strcmp(val, "auto") == 0)
+                o->http_version = 2;
+            else
+                return usage_error(sn, "--http wants 1.1, 2 or auto, got '%s'", val);
+            break;
+        case OPT_CA:
+            o->ca_bundle = val;
+            break;
+        case OPT_INSECURE:
+            o->insecure = 1;
             break;
         }
     }
@@ -981,7 +1035,14 @@ int ctl_cmd_util(const ctl_opts_t *co, int argc, char **argv)
     }
     /* create_base 0 even for put: PUT creates the key's missing parents on stores with
      * directories, and a utility should not create buckets as a side effect. */
-    rc = sto_store_open(&u->loop, u->loc.base, 0, &u->st, err, sizeof(err));
+    sto_opts_t so;
+    memset(&so, 0, sizeof(so));
+    so.endpoint = o.endpoint;
+    so.ca_file = o.ca_bundle;
+    so.http_version = o.http_version;
+    so.insecure_skip_verify = o.insecure;
+    so.max_connections = (int)(o.conc > 64 ? o.conc : 64);
+    rc = sto_store_open_opts(&u->loop, u->loc.base, 0, &so, &u->st, err, sizeof(err));
     int exit_code;
     if (rc != 0) {
         const char *why = err[0] ? err : rx_strerror(rc);

@@ -1,8 +1,10 @@
-/* HTTP/1.1 client pool for one endpoint on one loop (see rx/httpc.h). */
+/* HTTP/1.1 and HTTP/2 client pool for one endpoint on one loop (see rx/httpc.h). */
 #include <errno.h>
+#include <nghttp2/nghttp2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "rx/err.h"
 #include "rx/httpc.h"
@@ -12,7 +14,9 @@
 #define HEAD_MAX (16 * 1024)
 #define IOV_INLINE 8
 
-enum conn_state { C_CONNECTING, C_IDLE, C_BUSY, C_CLOSING };
+enum conn_state { C_CONNECTING, C_IDLE, C_BUSY, C_H2, C_CLOSING };
+#define H2_MAX_NV 64
+#define H2_WRITE_BATCH (256 * 1024)
 
 typedef struct hconn {
     rx_httpc_t *c;
@@ -30,6 +34,14 @@ typedef struct hconn {
     struct iovec *iov;
     struct iovec iov_inline[IOV_INLINE];
     char head[HEAD_MAX];
+    /* HTTP/2 (state C_H2) */
+    nghttp2_session *ng;
+    int nstreams;
+    int goaway;               /* no new streams on this connection */
+    int in_io;                /* inside nghttp2: flushing and completions wait */
+    int want_flush;
+    rx_httpc_req_t *streams;  /* in flight */
+    rx_httpc_req_t *fin_head, *fin_tail; /* closed streams waiting for done() */
 } hconn_t;
 
 struct rx_httpc {
@@ -55,17 +67,22 @@ struct rx_httpc {
     uint64_t backoff_until_ns;
     uint64_t rng;
     rx_httpc_stats_t st;
+    nghttp2_session_callbacks *h2cb;
 };
 
 static const rx_http1_callbacks_t parser_cb;
 static void dispatch(rx_httpc_t *c);
 static void conn_close(hconn_t *k);
+static void h2_conn_fail(hconn_t *k, int error, const char *detail);
 static void maybe_free(rx_httpc_t *c);
 
 void rx_httpc_opts_init(rx_httpc_opts_t *o)
 {
     memset(o, 0, sizeof(*o));
     o->max_conns = 64;
+    o->h2_max_streams = 100;
+    o->h2_stream_window = 4 << 20;
+    o->h2_conn_window = 16 << 20;
     o->idle_timeout_ms = 30000;
     o->io_timeout_ms = 30000;
     o->reconnect_min_ms = 100;
@@ -188,6 +205,17 @@ static void tick_cb(uv_timer_t *t)
             req_finish(c, r, RX_ETIMEDOUT, 1, d);
         } else if (k->state == C_IDLE && now - k->last_ns > idle_ns) {
             conn_close(k);
+        } else if (k->state == C_H2 && k->nstreams && io_ns && now - k->last_ns > io_ns) {
+            char d[120];
+            snprintf(d, sizeof(d), "no progress on the HTTP/2 connection for %d ms",
+                     c->o.io_timeout_ms);
+            h2_conn_fail(k, RX_ETIMEDOUT, d);
+            if (c->closing)
+                return;
+            nx = c->conns; /* the list may have changed under done() */
+        } else if (k->state == C_H2 && !k->nstreams && !k->fin_head &&
+                   now - k->last_ns > idle_ns) {
+            conn_close(k);
         }
     }
     /* requests still waiting for a connection */
@@ -252,6 +280,8 @@ static void on_conn_closed(rx_stream_t *s)
     rx_http1_parser_fini(&k->p);
     if (k->iov != k->iov_inline)
         free(k->iov);
+    if (k->ng)
+        nghttp2_session_del(k->ng);
     free(k);
     c->nclosing--;
     maybe_free(c);
@@ -366,17 +396,491 @@ static void conn_send(hconn_t *k, rx_httpc_req_t *r)
     }
 }
 
+/* ---- HTTP/2 ---- */
+
+typedef struct wchunk {
+    size_t len;
+    uint8_t data[];
+} wchunk_t;
+
+static void h2_written(rx_stream_t *s, int status, void *ud)
+{
+    (void)s;
+    (void)status; /* a failed write shows up as the end of reading */
+    free(ud);
+}
+
+static int h2_write(hconn_t *k, wchunk_t *w)
+{
+    struct iovec v = {w->data, w->len};
+    int rc = rx_stream_write(k->s, &v, 1, h2_written, w);
+    if (rc < 0)
+        free(w);
+    return rc;
+}
+
+/* Writes what nghttp2 has to send, in batches. Inside nghttp2 callbacks it only takes note. */
+static int h2_flush(hconn_t *k)
+{
+    if (k->in_io) {
+        k->want_flush = 1;
+        return 0;
+    }
+    k->want_flush = 0;
+    k->in_io++;
+    wchunk_t *w = NULL;
+    size_t cap = 0;
+    int rc = 0;
+    for (;;) {
+        const uint8_t *d;
+        ssize_t n = nghttp2_session_mem_send(k->ng, &d);
+        if (n < 0) {
+            rc = RX_EHTTP2;
+            break;
+        }
+        if (n == 0)
+            break;
+        if (!w || w->len + (size_t)n > cap) {
+            if (w && w->len && (rc = h2_write(k, w)) < 0) {
+                w = NULL;
+                break;
+            }
+            cap = (size_t)n > H2_WRITE_BATCH ? (size_t)n : H2_WRITE_BATCH;
+            w = malloc(sizeof(*w) + cap);
+            if (!w) {
+                rc = RX_ENOMEM;
+                break;
+            }
+            w->len = 0;
+        }
+        memcpy(w->data + w->len, d, (size_t)n);
+        w->len += (size_t)n;
+    }
+    if (w && rc == 0 && w->len)
+        rc = h2_write(k, w);
+    else if (w && (rc < 0 || !w->len))
+        free(w);
+    k->in_io--;
+    if (rc == 0)
+        k->last_ns = rx_now_ns();
+    return rc;
+}
+
+static void h2_unlink_stream(hconn_t *k, rx_httpc_req_t *r)
+{
+    for (rx_httpc_req_t **pp = &k->streams; *pp; pp = &(*pp)->next_)
+        if (*pp == r) {
+            *pp = r->next_;
+            r->next_ = NULL;
+            k->nstreams--;
+            return;
+        }
+}
+
+static void h2_push_fin(hconn_t *k, rx_httpc_req_t *r)
+{
+    r->next_ = NULL;
+    if (k->fin_tail)
+        k->fin_tail->next_ = r;
+    else
+        k->fin_head = r;
+    k->fin_tail = r;
+}
+
+/* Completes r (its result already set by the stream's close), or queues it again. */
+static void h2_complete(rx_httpc_t *c, rx_httpc_req_t *r)
+{
+    if (r->resend_) {
+        r->resend_ = 0;
+        c->st.resent++;
+        q_push_front(c, r);
+        return;
+    }
+    req_finish(c, r, r->error, r->retryable, r->detail);
+}
+
+/* Outside nghttp2: flushes what callbacks asked for and runs done() of closed streams. */
+static void h2_settle(hconn_t *k)
+{
+    rx_httpc_t *c = k->c;
+    while (k->state == C_H2) {
+        if (k->want_flush && h2_flush(k) < 0) {
+            h2_conn_fail(k, RX_EHTTP2, "cannot write HTTP/2 frames");
+            return;
+        }
+        rx_httpc_req_t *r = k->fin_head;
+        if (!r)
+            break;
+        k->fin_head = r->next_;
+        if (!k->fin_head)
+            k->fin_tail = NULL;
+        h2_complete(c, r);
+        if (c->closing)
+            return;
+    }
+    if (k->state == C_H2 && !nghttp2_session_want_read(k->ng) &&
+        !nghttp2_session_want_write(k->ng) && k->nstreams == 0)
+        conn_close(k); /* GOAWAY done: the session is over */
+}
+
+/* The connection died: every request on it completes (or goes back to the queue when it got no
+ * response byte on a connection that had served before), then the connection closes. */
+static void h2_conn_fail(hconn_t *k, int error, const char *detail)
+{
+    rx_httpc_t *c = k->c;
+    rx_httpc_req_t *fin = k->fin_head, *act = k->streams;
+    k->fin_head = k->fin_tail = NULL;
+    k->streams = NULL;
+    k->nstreams = 0;
+    uint64_t served = k->served;
+    conn_close(k);
+    while (fin) {
+        rx_httpc_req_t *r = fin;
+        fin = r->next_;
+        h2_complete(c, r);
+    }
+    while (act) {
+        rx_httpc_req_t *r = act;
+        act = r->next_;
+        r->next_ = NULL;
+        if (served && !r->t_first_ns && r->attempts_ < 2 && !c->closing) {
+            c->st.resent++;
+            q_push_front(c, r);
+            continue;
+        }
+        req_finish(c, r, error, error != RX_ECANCELED, detail);
+    }
+}
+
+static ssize_t h2_read_body(nghttp2_session *ng, int32_t sid, uint8_t *buf, size_t len,
+                            uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+    (void)ng;
+    (void)sid;
+    (void)ud;
+    rx_httpc_req_t *r = src->ptr;
+    size_t n = 0;
+    while (n < len && r->body_i_ < r->nbody) {
+        const struct iovec *v = &r->body[r->body_i_];
+        size_t take = v->iov_len - r->body_off_;
+        if (take > len - n)
+            take = len - n;
+        memcpy(buf + n, (const char *)v->iov_base + r->body_off_, take);
+        n += take;
+        r->body_off_ += take;
+        if (r->body_off_ == v->iov_len) {
+            r->body_i_++;
+            r->body_off_ = 0;
+        }
+    }
+    if (r->body_i_ >= r->nbody)
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)n;
+}
+
+static int hop_by_hop(const char *n, size_t l)
+{
+    static const char *const hh[] = {"host", "connection", "keep-alive", "transfer-encoding",
+                                     "upgrade", "proxy-connection", "content-length", NULL};
+    for (int i = 0; hh[i]; i++)
+        if (strlen(hh[i]) == l && strncasecmp(hh[i], n, l) == 0)
+            return 1;
+    return 0;
+}
+
+/* Starts r as a stream on k. Completions of failures go through k's finished list. */
+static void h2_send(hconn_t *k, rx_httpc_req_t *r)
+{
+    rx_httpc_t *c = k->c;
+    r->conn_ = k;
+    r->attempts_++;
+    r->reused = k->served > 0;
+    r->http2 = 1;
+    r->status = 0;
+    r->t_first_ns = 0;
+    r->body_bytes = 0;
+    r->detail[0] = '\0';
+    r->body_i_ = 0;
+    r->body_off_ = 0;
+    r->final_ = 0;
+    r->resp_called_ = 0;
+    r->abort_ = 0;
+    r->resend_ = 0;
+    r->error = 0;
+    if (r->reused)
+        c->st.reused++;
+    nghttp2_nv nv[H2_MAX_NV];
+    size_t n = 0, used = 0;
+    const char *auth = NULL;
+    size_t auth_len = 0;
+    char authbuf[300];
+    for (size_t i = 0; i < r->nheaders; i++)
+        if (r->headers[i].name_len == 4 && strncasecmp(r->headers[i].name, "host", 4) == 0) {
+            auth = r->headers[i].value;
+            auth_len = r->headers[i].value_len;
+        }
+    if (!auth) {
+        int w = snprintf(authbuf, sizeof(authbuf), strchr(c->host, ':') ? "[%s]:%d" : "%s:%d",
+                         c->host, c->port);
+        auth = authbuf;
+        auth_len = w > 0 ? (size_t)w : 0;
+    }
+    char clen[24];
+#define NV(N, NL, V, VL)                                                                           \
+    nv[n++] = (nghttp2_nv){(uint8_t *)(N), (uint8_t *)(V), (NL), (VL), NGHTTP2_NV_FLAG_NONE}
+    NV(":method", 7, r->method, strlen(r->method));
+    NV(":path", 5, r->target, strlen(r->target));
+    NV(":scheme", 7, c->o.stream.tls ? "https" : "http", c->o.stream.tls ? 5u : 4u);
+    NV(":authority", 10, auth, auth_len);
+    int bad = 0;
+    for (size_t i = 0; i < r->nheaders && !bad; i++) {
+        const rx_http1_header_t *h = &r->headers[i];
+        if (hop_by_hop(h->name, h->name_len))
+            continue;
+        if (n + 2 > H2_MAX_NV || used + h->name_len > sizeof(k->head)) {
+            bad = 1;
+            break;
+        }
+        char *lc = k->head + used;
+        for (size_t j = 0; j < h->name_len; j++) {
+            char ch = h->name[j];
+            lc[j] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
+        }
+        used += h->name_len;
+        NV(lc, h->name_len, h->value, h->value_len);
+    }
+    if (!bad && r->body_len >= 0) {
+        int w = snprintf(clen, sizeof(clen), "%lld", (long long)r->body_len);
+        NV("content-length", 14, clen, (size_t)w);
+    }
+#undef NV
+    if (bad) {
+        r->error = RX_EINVAL;
+        snprintf(r->detail, sizeof(r->detail), "too many or too long request headers");
+        h2_push_fin(k, r);
+        return;
+    }
+    nghttp2_data_provider prd;
+    prd.source.ptr = r;
+    prd.read_callback = h2_read_body;
+    int32_t sid = nghttp2_submit_request(k->ng, NULL, nv, n,
+                                         r->body_len > 0 && r->nbody > 0 ? &prd : NULL, r);
+    if (sid < 0) {
+        if (sid == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE) {
+            k->goaway = 1; /* ids used up: new connection */
+            r->resend_ = 1;
+            r->attempts_--;
+        } else {
+            r->error = sid == NGHTTP2_ERR_INVALID_ARGUMENT ? RX_EINVAL : RX_EHTTP2;
+            snprintf(r->detail, sizeof(r->detail), "HTTP/2 request: %s", nghttp2_strerror(sid));
+        }
+        h2_push_fin(k, r);
+        return;
+    }
+    r->stream_id_ = sid;
+    r->next_ = k->streams;
+    k->streams = r;
+    k->nstreams++;
+    k->last_ns = rx_now_ns();
+}
+
+static int h2_capacity(const hconn_t *k)
+{
+    uint32_t peer = nghttp2_session_get_remote_settings(k->ng,
+                                                        NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+    int cap = k->c->o.h2_max_streams > 0 ? k->c->o.h2_max_streams : 100;
+    return peer < (uint32_t)cap ? (int)peer : cap;
+}
+
+/* nghttp2 callbacks (user data = hconn) */
+
+static int h2_on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
+{
+    (void)ud;
+    rx_httpc_req_t *r = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
+    if (r && !r->t_first_ns)
+        r->t_first_ns = rx_now_ns();
+    return 0;
+}
+
+static int h2_on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *name,
+                        size_t nl, const uint8_t *value, size_t vl, uint8_t flags, void *ud)
+{
+    (void)flags;
+    (void)ud;
+    if (f->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    rx_httpc_req_t *r = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
+    if (!r || r->abort_)
+        return 0;
+    if (nl == 7 && memcmp(name, ":status", 7) == 0) {
+        int code = 0;
+        for (size_t i = 0; i < vl && i < 3; i++)
+            code = code * 10 + (value[i] - '0');
+        if (code >= 200) {
+            r->final_ = 1;
+            r->status = code;
+        }
+        return 0;
+    }
+    if (r->final_ && !r->resp_called_ && r->on_header) {
+        int rc = r->on_header(r, (const char *)name, nl, (const char *)value, vl);
+        if (rc < 0) {
+            r->abort_ = rc;
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        }
+    }
+    return 0;
+}
+
+static int h2_on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
+{
+    hconn_t *k = ud;
+    if (f->hd.type == NGHTTP2_GOAWAY) {
+        k->goaway = 1;
+        return 0;
+    }
+    if (f->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    rx_httpc_req_t *r = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
+    if (!r || r->abort_ || !r->final_ || r->resp_called_)
+        return 0;
+    r->resp_called_ = 1;
+    if (r->on_response) {
+        int rc = r->on_response(r);
+        if (rc < 0) {
+            r->abort_ = rc;
+            nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_CANCEL);
+        }
+    }
+    return 0;
+}
+
+static int h2_on_data(nghttp2_session *ng, uint8_t flags, int32_t sid, const uint8_t *d,
+                      size_t len, void *ud)
+{
+    (void)flags;
+    hconn_t *k = ud;
+    rx_httpc_req_t *r = nghttp2_session_get_stream_user_data(ng, sid);
+    if (!r || r->abort_)
+        return 0;
+    k->last_ns = rx_now_ns();
+    r->body_bytes += len;
+    if (r->on_body) {
+        int rc = r->on_body(r, d, len);
+        if (rc < 0) {
+            r->abort_ = rc;
+            nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, sid, NGHTTP2_CANCEL);
+        }
+    }
+    return 0;
+}
+
+static int h2_on_stream_close(nghttp2_session *ng, int32_t sid, uint32_t code, void *ud)
+{
+    hconn_t *k = ud;
+    rx_httpc_req_t *r = nghttp2_session_get_stream_user_data(ng, sid);
+    if (!r)
+        return 0;
+    h2_unlink_stream(k, r);
+    k->served++;
+    k->last_ns = rx_now_ns();
+    r->retryable = 0;
+    if (r->abort_) {
+        r->error = r->abort_;
+    } else if (code == NGHTTP2_REFUSED_STREAM && r->attempts_ < 2) {
+        r->resend_ = 1; /* not processed by the server: safe to send again */
+    } else if (code != NGHTTP2_NO_ERROR) {
+        r->error = RX_EH2RESET;
+        r->retryable = 1;
+        snprintf(r->detail, sizeof(r->detail), "stream reset: %s",
+                 nghttp2_http2_strerror(code));
+    } else if (!r->final_) {
+        r->error = RX_EHTTP2;
+        snprintf(r->detail, sizeof(r->detail), "stream ended without a final response");
+    } else {
+        r->error = 0;
+    }
+    h2_push_fin(k, r);
+    return 0;
+}
+
+static int h2_start(hconn_t *k)
+{
+    rx_httpc_t *c = k->c;
+    if (nghttp2_session_client_new(&k->ng, c->h2cb, k) != 0)
+        return RX_ENOMEM;
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, (uint32_t)c->o.h2_stream_window},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE,
+         (uint32_t)(c->o.limits.max_header_bytes ? c->o.limits.max_header_bytes
+                                                 : RX_HTTP1_DEFAULT_MAX_HEADER_BYTES)},
+    };
+    if (nghttp2_submit_settings(k->ng, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0])) != 0 ||
+        nghttp2_session_set_local_window_size(k->ng, NGHTTP2_FLAG_NONE, 0,
+                                              c->o.h2_conn_window) != 0)
+        return RX_EHTTP2;
+    k->state = C_H2;
+    c->st.h2_conns++;
+    return h2_flush(k);
+}
+
+static void h2_data(hconn_t *k, const char *data, size_t len)
+{
+    rx_httpc_t *c = k->c;
+    k->last_ns = rx_now_ns();
+    k->in_io++;
+    ssize_t n = nghttp2_session_mem_recv(k->ng, (const uint8_t *)data, len);
+    k->in_io--;
+    if (n < 0) {
+        char d[160];
+        snprintf(d, sizeof(d), "HTTP/2: %s", nghttp2_strerror((int)n));
+        h2_conn_fail(k, RX_EHTTP2, d);
+    } else {
+        k->want_flush = 1; /* SETTINGS acks, WINDOW_UPDATEs, pings */
+        h2_settle(k);
+    }
+    if (!c->closing) {
+        dispatch(c);
+        tick_update(c);
+    }
+}
+
+static int h2_callbacks(rx_httpc_t *c)
+{
+    if (nghttp2_session_callbacks_new(&c->h2cb) != 0)
+        return RX_ENOMEM;
+    nghttp2_session_callbacks_set_on_begin_headers_callback(c->h2cb, h2_on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(c->h2cb, h2_on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(c->h2cb, h2_on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(c->h2cb, h2_on_data);
+    nghttp2_session_callbacks_set_on_stream_close_callback(c->h2cb, h2_on_stream_close);
+    return 0;
+}
+
 static void on_connect(rx_stream_t *s, int status)
 {
     hconn_t *k = rx_stream_ud(s);
     rx_httpc_t *c = k->c;
+    int use_h2 = 0;
+    char d[200] = "";
     if (status == 0) {
-        status = rx_stream_read_start(s, on_data, on_end);
+        const char *alpn = rx_stream_alpn(s);
+        int h2_alpn = alpn && strcmp(alpn, "h2") == 0;
+        if (c->o.version == RX_HTTP_2 && rx_stream_is_tls(s) && !h2_alpn) {
+            status = RX_ENOH2;
+            snprintf(d, sizeof(d), "%s:%d did not select h2 by ALPN (selected %s)", c->host,
+                     c->port, alpn ? alpn : "none");
+        }
+        use_h2 = c->o.version == RX_HTTP_2 || (c->o.version == RX_HTTP_AUTO && h2_alpn);
     }
+    if (status == 0)
+        status = rx_stream_read_start(s, on_data, on_end);
     if (status < 0) {
-        char d[200];
-        snprintf(d, sizeof(d), "%s", rx_stream_error_detail(s)[0] ? rx_stream_error_detail(s)
-                                                                  : rx_strerror(status));
+        if (!d[0])
+            snprintf(d, sizeof(d), "%s", rx_stream_error_detail(s)[0] ? rx_stream_error_detail(s)
+                                                                      : rx_strerror(status));
         conn_close(k);
         c->st.connect_fails++;
         c->fails++;
@@ -402,7 +906,16 @@ static void on_connect(rx_stream_t *s, int status)
     c->backoff_until_ns = 0;
     c->nconnecting--;
     c->st.connects++;
-    conn_make_idle(k);
+    if (use_h2) {
+        k->state = C_IDLE; /* not connecting any more; h2_start makes it C_H2 */
+        int rc = h2_start(k);
+        if (rc < 0) {
+            k->state = C_H2;
+            h2_conn_fail(k, rc, "cannot start the HTTP/2 session");
+        }
+    } else {
+        conn_make_idle(k);
+    }
     dispatch(c);
     tick_update(c);
 }
@@ -436,6 +949,26 @@ static void dispatch(rx_httpc_t *c)
 {
     if (c->closing)
         return;
+    for (hconn_t *k = c->conns; k && c->q_head; k = k->next) {
+        if (k->state != C_H2 || k->goaway)
+            continue;
+        int cap = h2_capacity(k), sent = 0;
+        while (c->q_head && k->nstreams < cap && !k->goaway) {
+            h2_send(k, q_pop(c));
+            sent = 1;
+        }
+        if (sent) {
+            if (h2_flush(k) < 0) {
+                h2_conn_fail(k, RX_EHTTP2, "cannot write HTTP/2 frames");
+                return; /* h2_conn_fail may have queued requests again: next tick */
+            }
+            if (k->fin_head && !c->in_submit) {
+                h2_settle(k);
+                if (c->closing)
+                    return;
+            }
+        }
+    }
     while (c->q_head && c->idle) {
         hconn_t *k = c->idle;
         c->idle = k->idle_next;
@@ -446,7 +979,10 @@ static void dispatch(rx_httpc_t *c)
             return;
     }
     uint64_t now = rx_now_ns();
-    while (c->nqueued > (size_t)c->nconnecting && c->nconns < c->o.max_conns &&
+    size_t per = c->o.version == RX_HTTP_2 ? (size_t)(c->o.h2_max_streams > 0 ? c->o.h2_max_streams
+                                                                               : 100)
+                                           : 1;
+    while (c->nqueued > (size_t)c->nconnecting * per && c->nconns < c->o.max_conns &&
            now >= c->backoff_until_ns) {
         if (conn_open(c) < 0) {
             /* resources or a bad host: try again on the next tick */
@@ -499,6 +1035,10 @@ static void on_data(rx_stream_t *s, const char *data, size_t len)
     hconn_t *k = rx_stream_ud(s);
     if (k->state == C_CLOSING)
         return;
+    if (k->state == C_H2) {
+        h2_data(k, data, len);
+        return;
+    }
     if (!k->req) {
         /* bytes while idle: the server broke the protocol; forget the connection */
         conn_close(k);
@@ -535,6 +1075,18 @@ static void on_end(rx_stream_t *s, int status)
     hconn_t *k = rx_stream_ud(s);
     if (k->state == C_CLOSING)
         return;
+    if (k->state == C_H2) {
+        rx_httpc_t *c = k->c;
+        char d[200];
+        snprintf(d, sizeof(d), "%s with %d HTTP/2 requests in flight",
+                 status == UV_EOF ? "connection closed" : rx_strerror(status), k->nstreams);
+        h2_conn_fail(k, status == UV_EOF ? RX_EHTTP2 : status, d);
+        if (!c->closing) {
+            dispatch(c);
+            tick_update(c);
+        }
+        return;
+    }
     if (!k->req) {
         conn_close(k); /* the server closed an idle connection */
         return;
@@ -649,6 +1201,24 @@ int rx_httpc_create(uv_loop_t *loop, const char *host, int port, const rx_httpc_
     c->rng = (uint64_t)(uintptr_t)c ^ rx_now_ns() ^ 0x9e3779b97f4a7c15ull;
     if (!c->rng)
         c->rng = 1;
+    if (c->o.h2_stream_window <= 0)
+        c->o.h2_stream_window = 4 << 20;
+    if (c->o.h2_conn_window <= 0)
+        c->o.h2_conn_window = 16 << 20;
+    if (c->o.stream.tls) {
+        /* ALPN follows the protocol choice */
+        static const char *const a_h1[] = {"http/1.1", NULL};
+        static const char *const a_h2[] = {"h2", NULL};
+        static const char *const a_auto[] = {"h2", "http/1.1", NULL};
+        c->o.stream.alpn = c->o.version == RX_HTTP_2      ? a_h2
+                           : c->o.version == RX_HTTP_AUTO ? a_auto
+                                                          : a_h1;
+    }
+    if (c->o.version != RX_HTTP_1 && h2_callbacks(c) < 0) {
+        free(c->host);
+        free(c);
+        return RX_ENOMEM;
+    }
     uv_timer_init(loop, &c->tick);
     c->tick.data = c;
     *out = c;
@@ -698,6 +1268,8 @@ static void on_tick_closed(uv_handle_t *h)
 static void maybe_free(rx_httpc_t *c)
 {
     if (c->closing && c->tick_closed && c->nclosing == 0 && c->nconns == 0) {
+        if (c->h2cb)
+            nghttp2_session_callbacks_del(c->h2cb);
         free(c->host);
         free(c);
     }
@@ -717,6 +1289,10 @@ void rx_httpc_close(rx_httpc_t *c)
     fail_queued(c, RX_ECANCELED, "client closed");
     while (c->conns) {
         hconn_t *k = c->conns;
+        if (k->state == C_H2) {
+            h2_conn_fail(k, RX_ECANCELED, "client closed");
+            continue;
+        }
         rx_httpc_req_t *r = k->req;
         k->req = NULL;
         conn_close(k);

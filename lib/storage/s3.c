@@ -1182,6 +1182,13 @@ static int make_http(s3_store_t *ss, uv_loop_t *loop, char *err, size_t errlen)
     rx_httpc_opts_t ho;
     rx_httpc_opts_init(&ho);
     ho.max_conns = s->opts.max_connections;
+    ho.version = s->opts.http_version;
+    if (s->opts.h2_max_streams > 0)
+        ho.h2_max_streams = s->opts.h2_max_streams;
+    if (s->opts.h2_stream_window > 0)
+        ho.h2_stream_window = s->opts.h2_stream_window;
+    if (s->opts.h2_conn_window > 0)
+        ho.h2_conn_window = s->opts.h2_conn_window;
     ho.io_timeout_ms = s->opts.io_timeout_ms;
     ho.stream.connect_timeout_ms = s->opts.connect_timeout_ms;
     if (ss->ep.tls) {
@@ -1202,8 +1209,6 @@ static int make_http(s3_store_t *ss, uv_loop_t *loop, char *err, size_t errlen)
         ho.stream.tls = 1;
         ho.stream.tls_ctx = ss->tls;
         ho.stream.tls_insecure_skip_verify = s->opts.insecure_skip_verify;
-        static const char *const alpn[] = {"http/1.1", NULL};
-        ho.stream.alpn = alpn;
     }
     int rc = rx_httpc_create(loop, ss->ep.host, ss->ep.port, &ho, &ss->http);
     if (rc < 0)

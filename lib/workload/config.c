@@ -1598,8 +1598,23 @@ static void get_timeout(ctx_t *x, const char *key, const node_t *v, uint64_t *ou
         *out = ns;
 }
 
-static const char *const http_keys[] = {"max_connections", "connect_timeout",      "io_timeout",
-                                        "ca_bundle",       "insecure_skip_verify", NULL};
+static const char *const http_keys[] = {"max_connections",  "connect_timeout",
+                                        "io_timeout",       "ca_bundle",
+                                        "insecure_skip_verify", "version",
+                                        "h2_max_streams",   "h2_stream_window",
+                                        "h2_conn_window",   NULL};
+
+/* HTTP/2 flow-control windows: 64 KiB .. 1 GiB (the protocol's limit is 2^31 - 1). */
+static void get_window(ctx_t *x, const char *k, const node_t *val, uint64_t *out)
+{
+    uint64_t sz;
+    if (get_size(x, k, val, &sz) < 0)
+        return;
+    if (sz < 65536 || sz > (1ull << 30))
+        err_at(x, val, "'%s' must be between 64 KiB and 1 GiB, got %s", k, val->str);
+    else
+        *out = sz;
+}
 
 static void walk_http(ctx_t *x, const node_t *v, wl_config_t *c)
 {
@@ -1629,6 +1644,19 @@ static void walk_http(ctx_t *x, const node_t *v, wl_config_t *c)
             }
         } else if (!strcmp(k, "insecure_skip_verify")) {
             get_bool(x, k, val, &n->insecure_skip_verify);
+        } else if (!strcmp(k, "version")) {
+            static const char *const vn[] = {"1.1", "2", "auto", "h2", "h2c", "http/1.1", NULL};
+            static const int vv[] = {0, 1, 2, 1, 1, 0};
+            static const char *const shown[] = {"1.1", "2", "auto", NULL};
+            int ver;
+            if (get_enum(x, k, val, vn, vv, shown, &ver) == 0)
+                n->version = ver;
+        } else if (!strcmp(k, "h2_max_streams")) {
+            get_u32(x, k, val, 1, 1000, &n->h2_max_streams);
+        } else if (!strcmp(k, "h2_stream_window")) {
+            get_window(x, k, val, &n->h2_stream_window);
+        } else if (!strcmp(k, "h2_conn_window")) {
+            get_window(x, k, val, &n->h2_conn_window);
         } else {
             unknown_key(x, kn, &ks);
         }
@@ -1766,6 +1794,8 @@ void wl_config_defaults(wl_config_t *c)
     c->net.part_concurrency = 8;
     c->net.connect_timeout_ns = 5ULL * 1000000000ULL;
     c->net.io_timeout_ns = 30ULL * 1000000000ULL;
+    c->net.h2_max_streams = 100;
+    c->net.h2_stream_window = 4ULL << 20;
 }
 
 void wl_config_free(wl_config_t *c)

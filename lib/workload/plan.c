@@ -192,6 +192,10 @@ static void net_desc(sbuf_t *b, const wl_config_t *c)
               fmt_size((double)n->part_size, t2, sizeof(t2)), n->part_concurrency,
               n->create_bucket ? "" : ", buckets must exist");
     sb_printf(b, "  http:         ");
+    if (n->version == 1)
+        sb_printf(b, "HTTP/2 (h2c, or h2 by ALPN), %u streams per connection, ", n->h2_max_streams);
+    else if (n->version == 2)
+        sb_printf(b, "HTTP/2 or HTTP/1.1 by ALPN, ");
     if (n->max_connections)
         sb_printf(b, "%u connections per core", n->max_connections);
     else

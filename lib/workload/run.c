@@ -272,6 +272,15 @@ static void store_opts(const wl_run_t *r, int i, uint32_t slots, sto_opts_t *o)
     o->multipart_threshold = n->multipart_threshold;
     o->part_size = n->part_size;
     o->part_concurrency = (int)n->part_concurrency;
+    o->http_version = n->version;
+    o->h2_max_streams = (int)n->h2_max_streams;
+    o->h2_stream_window = (int)n->h2_stream_window;
+    o->h2_conn_window = (int)(n->h2_conn_window ? n->h2_conn_window : 4 * n->h2_stream_window);
+    if (n->version == 1 && !n->max_connections) {
+        /* HTTP/2: enough connections for the slots at h2_max_streams each */
+        uint32_t per = n->h2_max_streams ? n->h2_max_streams : 100;
+        o->max_connections = (int)((slots + per - 1) / per);
+    }
 }
 
 static int add_dg(wl_run_t *r, wl_fill_t fill, uint32_t dedup, uint32_t compress)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """HTTP benchmark (not a test): GET of a 4 KiB object from nginx on loopback, 64 connections,
-sai3bench-ctl over HTTP/1.1 next to wrk and h2load --h1 in the same run, plus the client CPU
-cost of a SigV4-signed 1 KiB PUT. Prints requests/s, client CPU-microseconds per request and the
+sai3bench-ctl over HTTP/1.1 next to wrk and h2load --h1, and over h2c (10 streams per
+connection) next to h2load -m10, in the same run, plus the client CPU cost of a SigV4-signed
+1 KiB PUT. Prints requests/s, client CPU-microseconds per request and the
 ratios to the references. Never fails on numbers.
 
 usage: test/bench/http.sh [--secs N] [--conns N] [--ctl PATH]
@@ -94,6 +95,13 @@ http: {{ max_connections: {a.conns} }}
 workload:
   - {{ op: get, path: "obj4k", weight: 1 }}
 """
+            h2_cfg = f"""target: "s3://127.0.0.1:{ng.h2c_port}/bkt/"
+duration: {a.secs}s
+concurrency: {a.conns * 10}
+http: {{ version: "2", h2_max_streams: 10, max_connections: {a.conns} }}
+workload:
+  - {{ op: get, path: "obj4k", weight: 1 }}
+"""
             put_cfg = f"""target: "s3://127.0.0.1:{ng.http_port}/bkt/"
 duration: {a.secs}s
 concurrency: {a.conns}
@@ -106,16 +114,20 @@ workload:
             res["wrk"] = wrk(url, a.conns, a.secs)
             res["h2load --h1"] = h2load(url, a.conns, a.secs, ["--h1"])
             res["sai3bench-ctl HTTP/1.1"] = sai3(ctl, work, get_cfg, anon, "GET")
+            h2url = f"{ng.h2c_url}/bkt/obj4k"
+            res["h2load -m10 (h2c)"] = h2load(h2url, a.conns, a.secs, ["-m10"])
+            res["sai3bench-ctl h2c x10"] = sai3(ctl, work, h2_cfg, anon, "GET")
             put_anon = sai3(ctl, work, put_cfg, anon, "PUT")
             put_signed = sai3(ctl, work, put_cfg, signed, "PUT")
 
         print(f"{'client':<28}{'req/s':>12}{'CPU-us/req':>14}")
         for k, (rps, cpu) in res.items():
             print(f"{k:<28}{rps:>12.0f}{cpu:>14.2f}")
-        s_rps, s_cpu = res["sai3bench-ctl HTTP/1.1"]
-        for ref in ("wrk", "h2load --h1"):
+        for ours, ref in (("sai3bench-ctl HTTP/1.1", "wrk"), ("sai3bench-ctl HTTP/1.1", "h2load --h1"),
+                          ("sai3bench-ctl h2c x10", "h2load -m10 (h2c)")):
+            s_rps, s_cpu = res[ours]
             r_rps, r_cpu = res[ref]
-            print(f"sai3bench-ctl / {ref}: throughput {s_rps / r_rps:.2f}x, "
+            print(f"{ours} / {ref}: throughput {s_rps / r_rps:.2f}x, "
                   f"CPU per request {s_cpu / r_cpu:.2f}x (goal: >= 0.9x throughput, <= 1.25x CPU)")
         print(f"PUT 1 KiB: anonymous {put_anon[0]:.0f} ops/s {put_anon[1]:.2f} CPU-us/op; "
               f"SigV4-signed {put_signed[0]:.0f} ops/s {put_signed[1]:.2f} CPU-us/op "

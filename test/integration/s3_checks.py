@@ -132,8 +132,16 @@ def t_s3rver():
         for l in p.stdout.splitlines():
             if "error x" in l:
                 check("object not found" in l, f"unexpected error: {l}\n{p.stdout}")
-        m = re.search(r"Cleanup: (\d+) removed, 0 errors", p.stdout)
+        m = re.search(r"Cleanup: (\d+) removed, (\d+) errors", p.stdout)
         check(m, f"cleanup line:\n{p.stdout}")
+        if int(m.group(2)):
+            # s3rver sometimes answers a DeleteObjects racing another one on the same directory
+            # with a 500; cleanup retries it. Anything else is a failure.
+            after = p.stdout[m.end():]
+            kinds = re.findall(r"error x\d+: (.*)", after)
+            check(kinds and all(k.startswith("service error (HTTP 5xx)") for k in kinds),
+                  f"cleanup errors:\n{p.stdout}")
+            print(f"note: cleanup retried {m.group(2)} failed attempts: {kinds}")
         left = aws_list(s3, "bench")
         check(not left, f"objects left after cleanup: {sorted(left)[:5]}")
 
@@ -333,6 +341,51 @@ workload:
         p = run(["util", "get", f"s3://bkt/d/util-00000001.dat"], cwd,
                 dict(env, AWS_ENDPOINT_URL=f"https://localhost:{ng.https_port}"), expect=1)
         check("verif" in p.stderr.lower() or "certificate" in p.stderr.lower(), p.stderr)
+        # HTTP/2: h2c with prior knowledge (nginx's h2c port does not answer HTTP/1.1 at all, so
+        # success means HTTP/2), then h2 over TLS chosen by ALPN
+        h2 = f"s3://127.0.0.1:{ng.h2c_port}/bkt/"
+        p = run(["util", "put", h2 + "h2/", "--size", "100KiB", "--count", "12", "--concurrency",
+                 "6", "--http", "2"], cwd, env)
+        check(util_summary(p, "PUT") == (12, 0), p.stdout)
+        hd = os.path.join(ng.data, "bkt", "h2")
+        check(sorted(os.listdir(hd)) == [f"util-{i:08d}.dat" for i in range(12)] and
+              all(os.path.getsize(os.path.join(hd, f)) == 102400 for f in os.listdir(hd)),
+              f"h2c PUT results: {os.listdir(hd)}")
+        p = run(["util", "get", h2 + "h2/util-00000002.dat", "--count", "200", "--concurrency", "32",
+                 "--http", "2"], cwd, env)
+        check(util_summary(p, "GET") == (200, 0), p.stdout)
+        check("20480000 bytes" in p.stdout, p.stdout)
+        p = run(["util", "get", h2 + "h2/util-00000002.dat", "--range", "5-104", "--http", "2"],
+                cwd, env)
+        check("bytes: 100" in p.stdout.splitlines(), p.stdout)
+        p = run(["util", "stat", h2 + "h2/util-00000003.dat", "--http", "2"], cwd, env)
+        check(re.search(r"^size:\s+102400", p.stdout, re.M), p.stdout)
+        run(["util", "rm", h2 + "h2/util-00000003.dat", "--http", "2"], cwd, env)
+        check(not os.path.exists(os.path.join(hd, "util-00000003.dat")), "h2c DELETE")
+        p = run(["util", "stat", h2 + "h2/util-00000003.dat", "--http", "2"], cwd, env, expect=1)
+        check("not found" in p.stderr, p.stderr)
+        p = run(["util", "get", "s3://bkt/h2/util-00000001.dat", "--http", "2", "--endpoint",
+                 f"https://localhost:{ng.https_port}", "--ca-bundle", ng.cert, "--count", "20",
+                 "--concurrency", "5"], cwd, env)
+        check(util_summary(p, "GET") == (20, 0), p.stdout)
+        # HTTP/2 against an HTTP/1.1-only listener: a clear failure, no hang
+        p = run(["util", "get", base + "d/util-00000001.dat", "--http", "2"], cwd, env, expect=1,
+                timeout=60)
+        check("HTTP/2" in p.stderr, p.stderr)
+        # a workload over h2c: many streams on few connections
+        cfg = write(os.path.join(cwd, "h2.yaml"), f"""target: "{h2}"
+duration: 2s
+concurrency: 40
+http: {{ version: "2", h2_max_streams: 10 }}
+workload:
+  - {{ op: get, path: "h2/util-00000001.dat", weight: 8 }}
+  - {{ op: put, path: "h2w/", object_size: 8KiB, weight: 1 }}
+  - {{ op: stat, path: "h2/util-00000001.dat", weight: 1 }}
+""")
+        p = run(["run", "--config", cfg], cwd, env)
+        rows = read_results(results_dir(p, cwd))
+        check(int(rows[("GET", "ALL")][12]) > 100 and int(rows[("PUT", "ALL")][12]) > 10, p.stdout)
+        check(all(v == 0 for v in console_errors(p.stdout).values()), p.stdout)
         # 5xx from the server: counted per code, retried as error_handling says
         p = run(["util", "get", base.replace("/bkt/", "/status/") + "503"], cwd, env, expect=1)
         check("503" in p.stderr, p.stderr)

@@ -429,6 +429,30 @@ static void test_net(void **state)
     assert_true(n->insecure_skip_verify);
     assert_string_equal(c.prepare.ensure[0].endpoint, "https://s3.example.com/");
     assert_null(c.prepare.ensure[1].endpoint);
+    /* HTTP/2 defaults */
+    assert_int_equal(n->version, 0);
+    assert_int_equal(n->h2_max_streams, 100);
+    assert_true(n->h2_stream_window == 4 * MiB);
+    assert_true(n->h2_conn_window == 0);
+    wl_config_free(&c);
+
+    /* HTTP/2 keys and their spellings */
+    load_ok("target: s3://b/\nhttp: {version: '2', h2_max_streams: 10, h2_stream_window: 1MiB,"
+            " h2_conn_window: 64MiB}\nworkload: [{op: get, weight: 1}]\n",
+            &c);
+    assert_int_equal(c.net.version, 1);
+    assert_int_equal(c.net.h2_max_streams, 10);
+    assert_true(c.net.h2_stream_window == 1 * MiB);
+    assert_true(c.net.h2_conn_window == 64 * MiB);
+    wl_config_free(&c);
+    load_ok("target: s3://b/\nhttp: {version: auto}\nworkload: [{op: get, weight: 1}]\n", &c);
+    assert_int_equal(c.net.version, 2);
+    wl_config_free(&c);
+    load_ok("target: s3://b/\nhttp: {version: h2c}\nworkload: [{op: get, weight: 1}]\n", &c);
+    assert_int_equal(c.net.version, 1);
+    wl_config_free(&c);
+    load_ok("target: s3://b/\nhttp: {version: '1.1'}\nworkload: [{op: get, weight: 1}]\n", &c);
+    assert_int_equal(c.net.version, 0);
     wl_config_free(&c);
 
     /* the other spellings and limits; empty blocks keep the defaults */
@@ -619,7 +643,8 @@ static void test_net_errors(void **state)
               "t.yaml:2:30: 'insecure_skip_verify' must be true or false, got string 'please'");
     load_bad1("target: s3://b/\nhttp: {timeout: 5s}\n" WL1,
               "t.yaml:2:8: unknown key 'timeout' in http (expected one of: max_connections, "
-              "connect_timeout, io_timeout, ca_bundle, insecure_skip_verify)");
+              "connect_timeout, io_timeout, ca_bundle, insecure_skip_verify, version, h2_max_streams, "
+              "h2_stream_window, h2_conn_window)");
     load_bad1("target: s3://b/\nhttp: {io_timout: 5s}\n" WL1,
               "t.yaml:2:8: unknown key 'io_timout' in http; did you mean 'io_timeout'?");
     load_bad1("target: s3://b/\nhttp: 5\n" WL1,

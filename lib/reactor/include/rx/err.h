@@ -24,7 +24,10 @@
     X(RX_ETIMEDOUT, 8, "operation timed out")                                                      \
     X(RX_ETLS, 9, "TLS handshake or record failure")                                               \
     X(RX_ETLSVERIFY, 10, "TLS certificate verification failed")                                    \
-    X(RX_ETLSCA, 11, "TLS CA bundle could not be loaded")
+    X(RX_ETLSCA, 11, "TLS CA bundle could not be loaded")                                         \
+    X(RX_EHTTP2, 12, "HTTP/2 protocol error")                                                      \
+    X(RX_EH2RESET, 13, "HTTP/2 stream reset by the peer")                                          \
+    X(RX_ENOH2, 14, "the server did not agree to HTTP/2")
 
 enum rx_err {
 #define RX_ERR_ENUM(name, off, msg) name = RX_ERR_BASE - (off),

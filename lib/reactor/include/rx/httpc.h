@@ -1,5 +1,17 @@
 /* rx/httpc.h — HTTP client for one endpoint on one loop: a pool of keep-alive HTTP/1.1
- * connections over rx_stream (TCP or TLS) driven by the sans-I/O codec of rx/http1.h.
+ * connections over rx_stream (TCP or TLS) driven by the sans-I/O codec of rx/http1.h, or of
+ * HTTP/2 connections (nghttp2) carrying many requests each as streams.
+ *
+ * Protocol (opts.version): RX_HTTP_1 (default) speaks HTTP/1.1; RX_HTTP_2 speaks HTTP/2 only: h2c
+ * with prior knowledge on plain TCP, h2 by ALPN over TLS (a TLS server that does not select h2
+ * fails the connect with RX_ENOH2); RX_HTTP_AUTO offers h2 and http/1.1 by ALPN over TLS and uses
+ * what the server selects (plain TCP: HTTP/1.1). On HTTP/2 a connection carries up to
+ * min(h2_max_streams, the server's SETTINGS_MAX_CONCURRENT_STREAMS) requests at once; the pool
+ * opens another connection (up to max_conns) when all are full. Request headers are sent with
+ * lower-cased names; Host becomes :authority, and hop-by-hop fields (Connection, Keep-Alive,
+ * Transfer-Encoding, Upgrade, Proxy-Connection) are dropped. Request bodies are copied into DATA
+ * frames (HTTP/1.1 writes them from the caller's iovecs). A stream the server refuses
+ * (REFUSED_STREAM, or above the last stream id of a GOAWAY) is resent on another connection.
  *
  * Threads and ownership: a client is created on, and belongs to, one loop thread. Every function
  * here and every callback run on that thread; nothing is locked. A request (rx_httpc_req_t) is
@@ -40,8 +52,14 @@
 typedef struct rx_httpc rx_httpc_t;
 typedef struct rx_httpc_req rx_httpc_req_t;
 
+enum rx_http_version { RX_HTTP_1 = 0, RX_HTTP_2 = 1, RX_HTTP_AUTO = 2 };
+
 typedef struct rx_httpc_opts {
+    int version;            /* enum rx_http_version; default RX_HTTP_1 */
     int max_conns;          /* connections to the endpoint at most; default 64 */
+    int h2_max_streams;     /* HTTP/2: requests per connection at most; default 100 */
+    int h2_stream_window;   /* HTTP/2: our initial stream window, bytes; default 4 MiB */
+    int h2_conn_window;     /* HTTP/2: our connection window, bytes; default 16 MiB */
     int idle_timeout_ms;    /* idle keep-alive connections are closed after this; default 30000 */
     int io_timeout_ms;      /* see "Timeouts" above; default 30000; <= 0 none */
     int reconnect_min_ms;   /* first backoff after a failed connect; default 100 */
@@ -59,7 +77,9 @@ typedef struct rx_httpc_stats {
     uint64_t connect_fails; /* connect attempts that failed */
     uint64_t requests;      /* requests completed (any outcome) */
     uint64_t reused;        /* requests sent on a connection that had carried one before */
-    uint64_t resent;        /* requests sent again after a stale keep-alive connection */
+    uint64_t resent;        /* requests sent again after a stale keep-alive connection or a
+                               refused HTTP/2 stream */
+    uint64_t h2_conns;      /* connections that spoke HTTP/2 */
     int open;               /* connections open or connecting now */
     int idle;               /* of which idle */
 } rx_httpc_stats_t;
@@ -92,6 +112,7 @@ struct rx_httpc_req {
     int status;          /* final HTTP status, 0 if none arrived */
     int retryable;       /* error is transient (connect failure, reset, timeout, early close) */
     int reused;          /* the request went out on a connection that had carried another */
+    int http2;           /* the request went out over HTTP/2 */
     uint64_t t_submit_ns;
     uint64_t t_first_ns; /* first byte of the response (0 if none) */
     uint64_t t_end_ns;
@@ -102,6 +123,13 @@ struct rx_httpc_req {
     rx_httpc_req_t *next_;
     void *conn_;
     int attempts_;
+    int32_t stream_id_; /* HTTP/2 */
+    int body_i_;
+    size_t body_off_;
+    int final_;
+    int resp_called_;
+    int abort_;
+    int resend_;
 };
 
 /* Loop thread. host: DNS name or IP literal; port 1..65535. opts NULL = defaults. The host string

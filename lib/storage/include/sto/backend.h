@@ -149,6 +149,11 @@ typedef struct sto_opts {
                                      default 64 MiB; UINT64_MAX: never */
     uint64_t part_size;       /* s3: multipart part size; default 16 MiB (min 5 MiB on AWS) */
     int part_concurrency;     /* s3: parts in flight per multipart PUT; default 8 */
+    int http_version;         /* enum rx_http_version (rx/httpc.h): 0 HTTP/1.1 (default), 1 HTTP/2
+                                 (h2c prior knowledge, or h2 by ALPN over TLS), 2 auto (ALPN) */
+    int h2_max_streams;       /* HTTP/2 requests per connection; default 100 */
+    int h2_stream_window;     /* HTTP/2 stream window, bytes; default 4 MiB */
+    int h2_conn_window;       /* HTTP/2 connection window, bytes; default 4 x stream window */
 } sto_opts_t;
 
 /* Opens a store for base_uri on loop. On failure returns <0 and writes a reason into err.

@@ -133,6 +133,10 @@ typedef struct wl_net_cfg {
     uint64_t io_timeout_ns;       /* http.io_timeout (default 30 s) */
     char *ca_bundle;              /* http.ca_bundle; NULL = AWS_CA_BUNDLE or the system bundle */
     int insecure_skip_verify;     /* http.insecure_skip_verify (default false) */
+    int version;                  /* http.version: 0 "1.1" (default), 1 "2", 2 "auto" */
+    uint32_t h2_max_streams;      /* http.h2_max_streams per connection (default 100) */
+    uint64_t h2_stream_window;    /* http.h2_stream_window (default 4 MiB) */
+    uint64_t h2_conn_window;      /* http.h2_conn_window (default 4 x stream window) */
 } wl_net_cfg_t;
 
 typedef struct wl_config {
