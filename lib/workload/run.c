@@ -1175,6 +1175,9 @@ static void req_done(sto_req_t *req)
         count_error(cc, kind, st, res->code);
         const wl_errh_cfg_t *eh = &r->cfg->errh;
         int may_retry = cc->phase == WL_PHASE_EXECUTE ? eh->retry_on_error : 1;
+        /* A service's answer says whether trying again can help (503 yes, 403/404 no);
+         * transport failures are marked retryable. Local backends leave it to the config. */
+        if (res->http_status || res->retryable) may_retry = may_retry && res->retryable;
         uint32_t max_retries = cc->phase == WL_PHASE_EXECUTE ? eh->max_retries : 3;
         if (cc->phase == WL_PHASE_CLEANUP && r->cfg->prepare.cleanup_mode == WL_CLEANUP_STRICT &&
             st == STO_ENOTFOUND)

@@ -168,6 +168,25 @@ workload:
         total = sum(ours.values())
         check(all(1000 <= v <= 90000 for v in ours.values()) and len(set(ours.values())) > 5,
               f"sizes not from the uniform spec: {ours}")
+        # more than one ListObjectsV2 page (1000 keys): 1203 tiny objects, listed and cleaned up
+        cfg4 = write(os.path.join(cwd, "pages.yaml"), """target: "s3://bench/"
+concurrency: 32
+prepare:
+  ensure_objects:
+    - { base_uri: "s3://bench/pages/", count: 1203, size_spec: 1 }
+  cleanup: true
+workload:
+  - { op: get, path: "pages/*", weight: 1 }
+""")
+        p = run(["run", "--prepare-only", "--config", cfg4], cwd, env)
+        check("1,203 created" in p.stdout, p.stdout)
+        p = run(["run", "--prepare-only", "--config", cfg4], cwd, env)
+        check("0 created" in p.stdout and "1,203 already present" in p.stdout, p.stdout)
+        p = run(["util", "ls", "s3://bench/pages/"], cwd, env)
+        check("total: 1203 objects" in p.stdout.replace(",", ""), p.stdout[-500:])
+        p = run(["run", "--cleanup-only", "--config", cfg4], cwd, env)
+        check(re.search(r"Cleanup: 1,203 removed, 0 errors", p.stdout), p.stdout)
+        check(not aws_list(s3, "bench", "pages/"), "pages/ not empty after cleanup")
         # what aws PUTs, we GET (whole, and a range)
         blob = os.path.join(cwd, "blob.bin")
         with open(blob, "wb") as f:
@@ -442,6 +461,18 @@ workload:
         check(re.search(r"error x2: service asked to slow down \(SlowDown\)", p.stdout), p.stdout)
         rows = read_results(results_dir(p, cwd))
         check(int(rows[("GET", "ALL")][12]) > 10, p.stdout)
+        # a 404 is an answer, not a transient failure: never retried, even with retry_on_error
+        cfg = write(os.path.join(cwd, "404.yaml"), f"""target: "s3://{host}/missing/"
+duration: 1s
+concurrency: 1
+error_handling: {{ retry_on_error: true, max_retries: 3, initial_retry_delay_ms: 10,
+                  max_total_errors: 0, error_rate_threshold: 0 }}
+workload:
+  - {{ op: get, path: "obj", weight: 1 }}
+""")
+        p = run(["run", "--config", cfg], cwd, env, timeout=60)
+        check(re.search(r"error x\d+: object not found \(HTTP 404\)", p.stdout), p.stdout)
+        check("retries:" not in p.stdout, f"404s were retried:\n{p.stdout}")
         # a server that always says SlowDown: counted per S3 code in the table and the live line
         cfg = write(os.path.join(cwd, "slow.yaml"), f"""target: "s3://{host}/slowdown/"
 duration: 2s
