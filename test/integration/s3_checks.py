@@ -486,6 +486,28 @@ workload:
         m = re.search(r"error x(\d+): service asked to slow down \(SlowDown\)", p.stdout)
         check(m and int(m.group(1)) > 10 and console_errors(p.stdout)["GET"] == int(m.group(1)),
               p.stdout)
+        # a multipart PUT whose part 2 is refused: the PUT fails with the part's S3 error, the
+        # upload is aborted (DELETE ?uploadId=U1), and no part is retried (400 is an answer)
+        cfg = write(os.path.join(cwd, "mpu.yaml"), f"""target: "s3://{host}/mpufail/"
+duration: 1s
+concurrency: 1
+s3: {{ multipart_threshold: 5MiB, part_size: 5MiB, part_concurrency: 1 }}
+error_handling: {{ max_total_errors: 1 }}
+workload:
+  - {{ op: put, path: "up/", object_size: 12MiB, weight: 1 }}
+""")
+        with bad.log_lock:
+            bad.log.clear()
+        p = run(["run", "--config", cfg], cwd, env, timeout=60, expect=1)
+        check(re.search(r"error x1: request refused by the service \(HTTP 4xx\) \(InvalidArgument\)",
+                        p.stdout), p.stdout)
+        with bad.log_lock:
+            log = list(bad.log)
+        # (the store's bucket check, a one-key listing, comes first)
+        seq = [(m, t.split("?", 1)[1] if "?" in t else "") for m, t in log if m != "GET"]
+        check(seq[:4] == [("POST", "uploads="), ("PUT", "partNumber=1&uploadId=U1"),
+                          ("PUT", "partNumber=2&uploadId=U1"), ("DELETE", "uploadId=U1")],
+              f"multipart sequence: {seq}")
         # a garbage listing is a clear protocol error
         p = run(["util", "ls", f"s3://{host}/badxml/"], cwd, env, expect=1)
         check("ListObjectsV2" in p.stderr, p.stderr)

@@ -70,12 +70,16 @@ stopped by an atexit hook. Use one instance of a class per scratch dir.
           badxml      200 application/xml, truncated ListBucketResult, keep-alive
           chunked     200 chunked "hello" " " "world" (3 chunks), keep-alive
           flaky       per server: first 2 flaky requests get the slowdown answer, then ok
+          mpufail     a multipart upload: POST ?uploads -> UploadId U1, PUT ?partNumber=2 ->
+                      400 InvalidArgument, other parts -> 200 with an ETag, DELETE ?uploadId=U1
+                      -> 204 (the abort)
           other       404, Content-Length: 0, keep-alive
         A request body (Content-Length or chunked) is read and discarded first;
         "Expect: 100-continue" gets "100 Continue" except for close/noresponse.
         "Connection: close" in a request closes after a keep-alive answer.
         Attributes: port, url ("http://127.0.0.1:PORT"), requests (RequestCounter: a dict
-        first-segment -> count, missing keys read 0, with .lock, .total(), .snapshot()).
+        first-segment -> count, missing keys read 0, with .lock, .total(), .snapshot()),
+        log (list of (method, target) of every request; lock: log_lock).
         stop() closes the listener and all open connections and wakes sleeping handlers.
 """
 import atexit
@@ -642,7 +646,9 @@ class _Handler(socketserver.BaseRequestHandler):
             for l in lines[1:]:
                 k, _, v = l.partition(":")
                 headers[k.strip().lower()] = v.strip()
-            path = parts[1].split("?", 1)[0]
+            path, _, query = parts[1].partition("?")
+            with srv.log_lock:
+                srv.log.append((parts[0], parts[1]))
             if "://" in path:  # absolute-form request target
                 path = "/" + path.split("://", 1)[1].partition("/")[2]
             name = path.lstrip("/").split("/", 1)[0]
@@ -688,6 +694,8 @@ class _Handler(socketserver.BaseRequestHandler):
                     "chunked": CHUNKED_RESPONSE}.get(name, NOT_FOUND_RESPONSE)
             if name == "flaky":
                 resp = SLOWDOWN_RESPONSE if seen <= 2 else OK_RESPONSE
+            if name == "mpufail":
+                resp = _mpufail_response(parts[0], query)
             sock.sendall(resp)
             if headers.get("connection", "").lower() == "close":
                 self._fin(sock)
@@ -699,6 +707,30 @@ class _Handler(socketserver.BaseRequestHandler):
             sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass
+
+
+def _mpufail_response(method, query):
+    """A multipart upload whose part 2 is refused (400 InvalidArgument, not retryable):
+    CreateMultipartUpload answers UploadId U1, other parts succeed, the abort answers 204."""
+    q = dict(kv.partition("=")[::2] for kv in query.split("&") if kv)
+    if method == "POST" and "uploads" in q:
+        body = (b'<?xml version="1.0" encoding="UTF-8"?><InitiateMultipartUploadResult>'
+                b"<Bucket>mpufail</Bucket><Key>k</Key><UploadId>U1</UploadId>"
+                b"</InitiateMultipartUploadResult>")
+        return _response("200 OK", [("Content-Type", "application/xml"),
+                                    ("Content-Length", len(body))], body)
+    if method == "PUT" and "partNumber" in q:
+        if q["partNumber"] == "2":
+            body = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InvalidArgument</Code>'
+                    b"<Message>part refused by the test server</Message>"
+                    b"<RequestId>MPU2</RequestId></Error>")
+            return _response("400 Bad Request", [("Content-Type", "application/xml"),
+                                                 ("Content-Length", len(body))], body)
+        return _response("200 OK", [("ETag", f'"etag-{q["partNumber"]}"'),
+                                    ("Content-Length", 0)])
+    if method == "DELETE" and "uploadId" in q:
+        return _response("204 No Content", [])
+    return NOT_FOUND_RESPONSE
 
 
 class _TCPServer(socketserver.ThreadingTCPServer):
@@ -713,6 +745,8 @@ class BadHttp:
     def __init__(self, tmpdir=None):
         self.tmpdir = tmpdir
         self.requests = RequestCounter()
+        self.log = []  # (method, request target) of every request, in arrival order
+        self.log_lock = threading.Lock()
         self.port = None
         self.url = None
         self._server = None
