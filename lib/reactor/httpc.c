@@ -490,6 +490,11 @@ static void h2_push_fin(hconn_t *k, rx_httpc_req_t *r)
 /* Completes r (its result already set by the stream's close), or queues it again. */
 static void h2_complete(rx_httpc_t *c, rx_httpc_req_t *r)
 {
+    if (r->resend_ && c->closing) {
+        r->resend_ = 0;
+        req_finish(c, r, RX_ECANCELED, 0, "client closed");
+        return;
+    }
     if (r->resend_) {
         r->resend_ = 0;
         c->st.resent++;
@@ -716,7 +721,13 @@ static int h2_on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8
     if (nl == 7 && memcmp(name, ":status", 7) == 0) {
         int code = 0;
         for (size_t i = 0; i < vl && i < 3; i++)
-            code = code * 10 + (value[i] - '0');
+            code = value[i] >= '0' && value[i] <= '9' ? code * 10 + (value[i] - '0') : -1000;
+        if (vl != 3 || code < 100) {
+            r->abort_ = RX_EHTTP2;
+            snprintf(r->detail, sizeof(r->detail), "bad :status '%.*s'", (int)(vl < 20 ? vl : 20),
+                     (const char *)value);
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        }
         if (code >= 200) {
             r->final_ = 1;
             r->status = code;
@@ -962,8 +973,8 @@ static void dispatch(rx_httpc_t *c)
                 h2_conn_fail(k, RX_EHTTP2, "cannot write HTTP/2 frames");
                 return; /* h2_conn_fail may have queued requests again: next tick */
             }
-            if (k->fin_head && !c->in_submit) {
-                h2_settle(k);
+            if (k->fin_head) {
+                h2_settle(k); /* inside submit, done() calls are deferred by req_finish */
                 if (c->closing)
                     return;
             }
