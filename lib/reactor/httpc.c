@@ -440,12 +440,25 @@ static int h2_flush(hconn_t *k)
         }
         if (n == 0)
             break;
+        if (w && w->len + (size_t)n > cap && w->len + (size_t)n <= H2_WRITE_BATCH) {
+            /* grow (small frames are the common case: start small, double) */
+            size_t nc = cap * 2;
+            while (nc < w->len + (size_t)n)
+                nc *= 2;
+            wchunk_t *g = realloc(w, sizeof(*w) + nc);
+            if (!g) {
+                rc = RX_ENOMEM;
+                break;
+            }
+            w = g;
+            cap = nc;
+        }
         if (!w || w->len + (size_t)n > cap) {
             if (w && w->len && (rc = h2_write(k, w)) < 0) {
                 w = NULL;
                 break;
             }
-            cap = (size_t)n > H2_WRITE_BATCH ? (size_t)n : H2_WRITE_BATCH;
+            cap = (size_t)n > 2048 ? (size_t)n : 2048;
             w = malloc(sizeof(*w) + cap);
             if (!w) {
                 rc = RX_ENOMEM;
