@@ -7,6 +7,7 @@ PKGS=(
   # build
   meson ninja-build pkg-config gcc libc6-dev
   libuv1-dev libyaml-dev libjansson-dev libzstd-dev libmbedtls-dev libexpat1-dev libnghttp2-dev
+  protobuf-c-compiler libprotobuf-c-dev
   # tests
   libcmocka-dev clang libclang-rt-14-dev zstd python3 valgrind
   # test servers and cross-checks: S3 (npm s3rver, needs node/npm), nginx (HTTP/1.1, h2c, h2),
@@ -17,7 +18,7 @@ PKGS=(
 )
 if [ "${1:-}" = "--build-only" ]; then
   PKGS=(meson ninja-build pkg-config gcc libc6-dev libuv1-dev libyaml-dev libjansson-dev libzstd-dev
-        libmbedtls-dev libexpat1-dev libnghttp2-dev)
+        libmbedtls-dev libexpat1-dev libnghttp2-dev protobuf-c-compiler libprotobuf-c-dev)
 fi
 
 missing=()
