@@ -37,6 +37,7 @@ typedef struct hconn {
     /* HTTP/2 (state C_H2) */
     nghttp2_session *ng;
     int nstreams;
+    int h2_cap;               /* streams allowed: ours, capped by the server's SETTINGS */
     int goaway;               /* no new streams on this connection */
     int in_io;                /* inside nghttp2: flushing and completions wait */
     int want_flush;
@@ -702,12 +703,13 @@ static void h2_send(hconn_t *k, rx_httpc_req_t *r)
     k->last_ns = rx_now_ns();
 }
 
-static int h2_capacity(const hconn_t *k)
+/* Recomputed when the server's SETTINGS arrive (dispatch reads the cached value). */
+static void h2_update_capacity(hconn_t *k)
 {
     uint32_t peer = nghttp2_session_get_remote_settings(k->ng,
                                                         NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
     int cap = k->c->o.h2_max_streams > 0 ? k->c->o.h2_max_streams : 100;
-    return peer < (uint32_t)cap ? (int)peer : cap;
+    k->h2_cap = peer < (uint32_t)cap ? (int)peer : cap;
 }
 
 /* nghttp2 callbacks (user data = hconn) */
@@ -762,6 +764,10 @@ static int h2_on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *u
     hconn_t *k = ud;
     if (f->hd.type == NGHTTP2_GOAWAY) {
         k->goaway = 1;
+        return 0;
+    }
+    if (f->hd.type == NGHTTP2_SETTINGS) {
+        h2_update_capacity(k);
         return 0;
     }
     if (f->hd.type != NGHTTP2_HEADERS)
@@ -847,6 +853,7 @@ static int h2_start(hconn_t *k)
         return RX_EHTTP2;
     k->state = C_H2;
     c->st.h2_conns++;
+    h2_update_capacity(k);
     return h2_flush(k);
 }
 
@@ -976,8 +983,8 @@ static void dispatch(rx_httpc_t *c)
     for (hconn_t *k = c->conns; k && c->q_head; k = k->next) {
         if (k->state != C_H2 || k->goaway)
             continue;
-        int cap = h2_capacity(k), sent = 0;
-        while (c->q_head && k->nstreams < cap && !k->goaway) {
+        int sent = 0;
+        while (c->q_head && k->nstreams < k->h2_cap && !k->goaway) {
             h2_send(k, q_pop(c));
             sent = 1;
         }
