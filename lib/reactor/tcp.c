@@ -1,12 +1,19 @@
 /* tcp.c — client streams: resolve, connect with a deadline, optional TLS (tls.c), read, write,
- * close. The libuv glue for rx/stream.h.
+ * close; and plain TCP listeners. The libuv glue for rx/stream.h.
+ *
+ * Accepted streams are ordinary rx_stream_t values put straight into ST_OPEN with the same handle
+ * layout as a connected client (an idle timer plus one attempt_t holding the TCP handle), so the
+ * read, write and close paths below are shared unchanged.
  *
  * Memory: the stream owns a timer (deadline, and later the "process buffered TLS input" kick) and
  * one TCP handle per connection attempt. It is freed when close was requested, every handle's
  * close callback ran and no getaddrinfo request is outstanding; pending write requests complete
  * (libuv cancels them) before the TCP handle's close callback, so they never see freed memory.
  */
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,6 +102,7 @@ struct rx_stream {
     char *plain; /* TLS decrypted buffer */
     char alpn[64];
 
+    char peer[INET6_ADDRSTRLEN + 16]; /* "[ip]:port" once connected or accepted */
     char detail[512];
 };
 
@@ -136,6 +144,11 @@ int rx_stream_is_tls(const rx_stream_t *s)
 const char *rx_stream_alpn(const rx_stream_t *s)
 {
     return s != NULL && s->alpn[0] != '\0' ? s->alpn : NULL;
+}
+
+const char *rx_stream_peer(const rx_stream_t *s)
+{
+    return s != NULL ? s->peer : "";
 }
 
 const char *rx_stream_error_detail(const rx_stream_t *s)
@@ -466,6 +479,26 @@ static void format_addr(const struct sockaddr *sa, char *buf, size_t len)
     }
 }
 
+static int sockaddr_port(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)(const void *)sa)->sin6_port);
+    return ntohs(((const struct sockaddr_in *)(const void *)sa)->sin_port);
+}
+
+/* "ip:port" / "[ip]:port" of the remote end, "" if it cannot be read. */
+static void peer_format(const uv_tcp_t *tcp, char *buf, size_t len)
+{
+    struct sockaddr_storage ss;
+    int sl = sizeof ss;
+    buf[0] = '\0';
+    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &sl) != 0)
+        return;
+    char addr[INET6_ADDRSTRLEN + 2];
+    format_addr((const struct sockaddr *)&ss, addr, sizeof addr);
+    snprintf(buf, len, "%s:%d", addr, sockaddr_port((const struct sockaddr *)&ss));
+}
+
 /* The current attempt failed: note why and move on once its handle is closed. */
 static void attempt_failed(rx_stream_t *s, int err)
 {
@@ -492,6 +525,7 @@ static void on_tcp_connect(uv_connect_t *req, int status)
         return;
     }
     uv_tcp_t *tcp = &a->tcp;
+    peer_format(tcp, s->peer, sizeof s->peer);
     if (s->nodelay)
         uv_tcp_nodelay(tcp, 1);
     if (s->keepalive_s > 0)
@@ -698,4 +732,249 @@ void rx_stream_close(rx_stream_t *s, rx_stream_close_cb on_closed)
     uv_timer_stop(&s->timer);
     uv_close((uv_handle_t *)&s->timer, on_timer_closed);
     attempt_close(s); /* pending writes complete with UV_ECANCELED → RX_ECANCELED */
+}
+
+/* ---- listeners ---- */
+
+struct rx_listener {
+    uv_tcp_t tcp;
+    uv_loop_t *loop;
+    int port;
+    int nodelay, keepalive_s;
+    int closing;
+    rx_accept_cb on_accept;
+    void *ud;
+    void (*on_closed)(rx_listener_t *l, void *ud);
+    char addr[INET6_ADDRSTRLEN + 16]; /* "ip:port" bound, for logs */
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err == NULL || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* Builds an open plain stream around a freshly accepted connection: the same shape as a client
+ * stream after connect_done(s, 0) (idle timer + one attempt), so close and free are uniform. */
+static int accept_stream(rx_listener_t *l, rx_stream_t **out)
+{
+    *out = NULL;
+    rx_stream_t *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return RX_ENOMEM;
+    attempt_t *a = calloc(1, sizeof *a);
+    s->rbuf = malloc(READ_BUF);
+    if (a == NULL || s->rbuf == NULL) {
+        free(a);
+        stream_free(s);
+        return RX_ENOMEM;
+    }
+    s->loop = l->loop;
+    s->nodelay = l->nodelay;
+    s->keepalive_s = l->keepalive_s;
+    s->timeout_ms = -1;
+    int r = uv_tcp_init(l->loop, &a->tcp);
+    if (r < 0) {
+        free(a);
+        stream_free(s);
+        return r;
+    }
+    a->s = s;
+    a->tcp.data = a;
+    s->att = a;
+    uv_timer_init(l->loop, &s->timer); /* never started: it exists so close is the client's */
+    s->handles = 2;
+    s->state = ST_OPEN;
+    r = uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&a->tcp);
+    if (r < 0) {
+        rx_stream_close(s, NULL); /* freed from the loop once both handles closed */
+        return r;
+    }
+    peer_format(&a->tcp, s->peer, sizeof s->peer);
+    if (s->nodelay)
+        uv_tcp_nodelay(&a->tcp, 1);
+    if (s->keepalive_s > 0)
+        uv_tcp_keepalive(&a->tcp, 1, (unsigned)s->keepalive_s);
+    *out = s;
+    return 0;
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    rx_listener_t *l = rx__container_of((uv_tcp_t *)server, rx_listener_t, tcp);
+    if (l->closing)
+        return;
+    rx_stream_t *s = NULL;
+    if (status == 0)
+        status = accept_stream(l, &s);
+    if (status < 0)
+        rx_log(RX_LOG_DEBUG, "listen", "accept on %s failed: %s", l->addr, rx_strerror(status));
+    else
+        rx_log(RX_LOG_DEBUG, "listen", "connection from %s on %s", s->peer, l->addr);
+    l->on_accept(l, s, status, l->ud);
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    rx_listener_t *l = rx__container_of((uv_tcp_t *)h, rx_listener_t, tcp);
+    if (l->on_closed != NULL)
+        l->on_closed(l, l->ud);
+    free(l);
+}
+
+static void on_failed_listener_closed(uv_handle_t *h)
+{
+    free(rx__container_of((uv_tcp_t *)h, rx_listener_t, tcp));
+}
+
+/* One bind + listen on ai. Returns 0 with *out, or a negative code (the handle, if any, is being
+ * closed and frees itself). */
+static int listen_one(uv_loop_t *loop, const struct addrinfo *ai, int backlog, rx_listener_t **out,
+                      char *err, size_t errlen)
+{
+    char addr[INET6_ADDRSTRLEN + 2];
+    format_addr(ai->ai_addr, addr, sizeof addr);
+    int port = sockaddr_port(ai->ai_addr);
+    rx_listener_t *l = calloc(1, sizeof *l);
+    if (l == NULL)
+        return RX_ENOMEM;
+    int r = uv_tcp_init(loop, &l->tcp);
+    if (r < 0) {
+        free(l);
+        set_err(err, errlen, "listen %s:%d: %s", addr, port, uv_strerror(r));
+        return r;
+    }
+    l->loop = loop;
+    const char *step = "bind";
+    r = uv_tcp_bind(&l->tcp, ai->ai_addr, 0);
+    if (r == 0) {
+        /* libuv reports EADDRINUSE from bind late, at listen */
+        step = "listen";
+        r = uv_listen((uv_stream_t *)&l->tcp, backlog, on_connection);
+    }
+    if (r == 0) {
+        struct sockaddr_storage ss;
+        int sl = sizeof ss;
+        step = "getsockname";
+        r = uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &sl);
+        if (r == 0)
+            port = sockaddr_port((const struct sockaddr *)&ss);
+    }
+    if (r < 0) {
+        set_err(err, errlen, "%s %s:%d: %s", step, addr, port, uv_strerror(r));
+        uv_close((uv_handle_t *)&l->tcp, on_failed_listener_closed);
+        return r;
+    }
+    l->port = port;
+    snprintf(l->addr, sizeof l->addr, "%s:%d", addr, port);
+    *out = l;
+    return 0;
+}
+
+int rx_listen(uv_loop_t *loop, const char *host, int port, const rx_stream_opts_t *opts,
+              int backlog, rx_accept_cb on_accept, void *ud, rx_listener_t **out, char *err,
+              size_t errlen)
+{
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    if (out != NULL)
+        *out = NULL;
+    if (loop == NULL || host == NULL || host[0] == '\0' || port < 0 || port > 65535 ||
+        backlog < 0 || on_accept == NULL || out == NULL) {
+        set_err(err, errlen, "rx_listen: invalid argument");
+        return RX_EINVAL;
+    }
+    rx_stream_opts_t defaults;
+    if (opts == NULL) {
+        rx_stream_opts_init(&defaults);
+        opts = &defaults;
+    }
+    if (opts->tls) {
+        set_err(err, errlen, "rx_listen: TLS server mode is not implemented");
+        return RX_EINVAL;
+    }
+    if (backlog == 0)
+        backlog = 511;
+
+    /* "[::1]" → "::1" */
+    char hbuf[256];
+    size_t hl = strlen(host);
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+        host++;
+        hl -= 2;
+    }
+    if (hl == 0 || hl >= sizeof hbuf) {
+        set_err(err, errlen, "rx_listen: invalid host");
+        return RX_EINVAL;
+    }
+    memcpy(hbuf, host, hl);
+    hbuf[hl] = '\0';
+
+    char portstr[8];
+    snprintf(portstr, sizeof portstr, "%d", port);
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_protocol = IPPROTO_TCP;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    uv_getaddrinfo_t req;
+    /* NULL callback: libuv resolves synchronously and maps the error to UV_EAI_*. */
+    int r = uv_getaddrinfo(loop, &req, NULL, hbuf, portstr, &hints);
+    if (r < 0) {
+        set_err(err, errlen, "resolve %s: %s", hbuf, uv_strerror(r));
+        return r;
+    }
+    int first = 0;
+    char first_err[256] = "";
+    for (const struct addrinfo *ai = req.addrinfo; ai != NULL; ai = ai->ai_next) {
+        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+            continue;
+        rx_listener_t *l = NULL;
+        char e[256];
+        r = listen_one(loop, ai, backlog, &l, e, sizeof e);
+        if (r == 0) {
+            uv_freeaddrinfo(req.addrinfo);
+            l->on_accept = on_accept;
+            l->ud = ud;
+            l->nodelay = opts->nodelay;
+            l->keepalive_s = opts->keepalive_s;
+            rx_log(RX_LOG_DEBUG, "listen", "listening on %s", l->addr);
+            *out = l;
+            return 0;
+        }
+        if (first == 0) {
+            first = r; /* report the first address's failure: it is the one the user expects */
+            snprintf(first_err, sizeof first_err, "%s", e);
+        }
+    }
+    uv_freeaddrinfo(req.addrinfo);
+    if (first == 0) {
+        first = UV_EADDRNOTAVAIL;
+        snprintf(first_err, sizeof first_err, "resolve %s: no IPv4 or IPv6 address", hbuf);
+    }
+    set_err(err, errlen, "%s", first_err);
+    rx_log(RX_LOG_DEBUG, "listen", "%s", first_err);
+    return first;
+}
+
+int rx_listener_port(const rx_listener_t *l)
+{
+    return l != NULL ? l->port : 0;
+}
+
+void rx_listener_close(rx_listener_t *l, void (*on_closed)(rx_listener_t *l, void *ud))
+{
+    if (l == NULL || l->closing)
+        return;
+    l->closing = 1;
+    l->on_closed = on_closed;
+    uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
 }

@@ -1,6 +1,7 @@
-/* rx/stream.h — TCP and TLS client streams over libuv.
+/* rx/stream.h — TCP and TLS client streams over libuv, and plain TCP listeners whose accepted
+ * connections are the same streams.
  *
- * One stream is one client connection. It is created on, and owned by, one loop thread: every
+ * One stream is one connection (made by rx_stream_connect, or accepted by an rx_listener_t). It is created on, and owned by, one loop thread: every
  * function here, every callback and rx_stream_close() run on that loop's thread. Nothing in this
  * header is thread-safe; a stream (or a TLS context) must never be touched from another thread.
  *
@@ -147,9 +148,56 @@ int rx_stream_is_tls(const rx_stream_t *s);
 /* Negotiated ALPN protocol ("h2"), or NULL (no TLS, none offered, or the server chose none).
  * Valid until the stream is freed. */
 const char *rx_stream_alpn(const rx_stream_t *s);
+/* Remote end as "ip:port" ("[ip]:port" for IPv6; an IPv4 client of a dual-stack "::" listener
+ * shows as "[::ffff:a.b.c.d]:port"), for client streams once the TCP connect succeeded and for
+ * accepted streams; "" before that or if the address could not be read. Valid until the stream is
+ * freed (it stays readable after rx_stream_close, until on_closed returned). */
+const char *rx_stream_peer(const rx_stream_t *s);
 /* Text behind the last failure ("" if none): e.g. "connect 127.0.0.1:443: connection refused",
  * mbedtls' error string, or mbedtls_x509_crt_verify_info() lines for RX_ETLSVERIFY. Valid until
  * the next operation on the stream. */
 const char *rx_stream_error_detail(const rx_stream_t *s);
+
+/* ---- listeners (server side): plain TCP only ----
+ *
+ * TLS server mode is NOT implemented yet: rx_listen() rejects opts->tls != 0 with RX_EINVAL
+ * (the err text says so) rather than silently serving plaintext.
+ *
+ * A listener belongs to the loop thread that created it, like a stream. Each accepted connection
+ * becomes an rx_stream_t that behaves exactly like a connected plain client stream:
+ * rx_stream_read_start/read_stop/write/close/ud/peer/error_detail work the same, pending writes get
+ * RX_ECANCELED at close, an orderly peer close gives on_end(UV_EOF), close is idempotent and the
+ * memory is freed after on_closed. It has no on_connect (it is open from the start) and its user
+ * pointer starts as NULL (set it with rx_stream_set_ud). rx_stream_is_tls() is 0, rx_stream_alpn()
+ * NULL. */
+typedef struct rx_listener rx_listener_t;
+
+/* on_accept(l, s, 0, ud): s is a connected, open stream (rx_stream_is_open(s) == 1) owned by the
+ * callee from now on, who must eventually rx_stream_close() it (it may do so right away).
+ * status < 0: an accept failed (s is NULL; e.g. UV_EMFILE, RX_ENOMEM); the listener keeps
+ * listening. ud is the pointer given to rx_listen. May call rx_listener_close(l). */
+typedef void (*rx_accept_cb)(rx_listener_t *l, rx_stream_t *s, int status, void *ud);
+
+/* Loop thread. Binds and listens, one socket: host is an IP literal or a name ("0.0.0.0",
+ * "127.0.0.1", "::", "::1", "[::1]", "localhost"), resolved synchronously with getaddrinfo
+ * (AI_PASSIVE | AI_NUMERICSERV); the addresses are tried in the resolver's order and the first that
+ * binds and listens is used. port 0..65535 (0 = an ephemeral port, see rx_listener_port).
+ * backlog: 0 = 511; negative is RX_EINVAL. SO_REUSEADDR is set (libuv does). opts may be NULL
+ * (defaults); only nodelay (TCP_NODELAY) and keepalive_s apply, to every accepted stream; tls must
+ * be 0. err/errlen (err may be NULL) receive the text behind a failure, e.g.
+ * "listen 127.0.0.1:7761: address already in use".
+ * Returns 0 and *out, or RX_EINVAL, RX_ENOMEM, UV_EADDRINUSE, UV_EACCES, UV_EADDRNOTAVAIL,
+ * UV_EAI_* (resolution) or another libuv code; on failure *out is NULL and no callback will run
+ * (a handle that was opened may still need one loop iteration to finish closing). */
+int rx_listen(uv_loop_t *loop, const char *host, int port, const rx_stream_opts_t *opts,
+              int backlog, rx_accept_cb on_accept, void *ud, rx_listener_t **out, char *err,
+              size_t errlen);
+/* The bound port (the chosen one when rx_listen got port 0). */
+int rx_listener_port(const rx_listener_t *l);
+/* Loop thread. Stops accepting and closes the listening socket; on_closed (may be NULL) runs from
+ * the loop after the handle closed, then the memory is freed. Streams already accepted are not
+ * touched (they stay open and owned by whoever accepted them). Idempotent: later calls do nothing
+ * (the first on_closed stays). NULL is ignored. No on_accept runs after this call. */
+void rx_listener_close(rx_listener_t *l, void (*on_closed)(rx_listener_t *l, void *ud));
 
 #endif
