@@ -614,7 +614,6 @@ static void h2_send(hconn_t *k, rx_httpc_req_t *r)
     r->conn_ = k;
     r->attempts_++;
     r->reused = k->served > 0;
-    r->http2 = 1;
     r->status = 0;
     r->t_first_ns = 0;
     r->body_bytes = 0;

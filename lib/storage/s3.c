@@ -79,6 +79,7 @@ struct s3_op {
     rx_http1_header_t hdr[STO_S3_MAX_HEADERS];
     sto_sigv4_kv_t query[4];
     sto_sigv4_kv_t xh[3];
+    int nq, nxh; /* query parameters and extra headers of the next request */
     char key[STO_PATH_MAX + 16];
     char range[64];
     char md5[32];
@@ -107,7 +108,7 @@ struct s3_op {
     mpu_t *mpu;
     /* DEL_BATCH */
     char *dbody;
-    uint64_t deleted, del_errors;
+    uint64_t del_errors; /* quiet DeleteObjects lists only the failures */
     char del_first_err[200];
     s3_op_t *next_free;
 };
@@ -117,13 +118,11 @@ struct s3_store {
     sto_s3_endpoint_t ep;
     sto_s3_creds_t cr;
     sto_sigv4_cache_t cache;
-    rx_tls_ctx_t *tls;
-    rx_httpc_t *http;
+    rx_httpc_t *http; /* shared per loop and endpoint (see make_http) */
     char bucket[STO_S3XML_BUCKET_MAX + 1];
     char base[STO_PATH_MAX + 2]; /* key prefix of the store: "" or "dir/sub/" */
     size_t baselen;
     s3_op_t *free_ops;
-    int nops; /* allocated and not yet freed */
     /* open-time bucket probe */
     int probe_done;
     int probe_status, probe_http, probe_error;
@@ -147,13 +146,13 @@ static s3_op_t *op_get(s3_store_t *ss, sto_req_t *r, enum kind k)
         op = malloc(sizeof(*op));
         if (!op)
             return NULL;
-        ss->nops++;
     }
     /* clear the small state; the large buffers are written before they are read */
     op->ss = ss;
     op->r = r;
     op->parent = NULL;
     op->kind = k;
+    op->nq = op->nxh = 0;
     op->elen = 0;
     op->ebuf[0] = '\0';
     op->reqid[0] = '\0';
@@ -174,7 +173,7 @@ static s3_op_t *op_get(s3_store_t *ss, sto_req_t *r, enum kind k)
     op->npiov = 0;
     op->mpu = NULL;
     op->dbody = NULL;
-    op->deleted = op->del_errors = 0;
+    op->del_errors = 0;
     op->del_first_err[0] = '\0';
     op->next_free = NULL;
     return op;
@@ -350,7 +349,6 @@ static int op_on_header(rx_httpc_req_t *h, const char *n, size_t nl, const char 
 
 static int xml_object(void *ud, const sto_s3xml_object_t *o);
 static int xml_prefix(void *ud, const char *p, size_t len);
-static int xml_deleted(void *ud, const char *key, size_t len);
 static int xml_delete_error(void *ud, const sto_s3xml_delete_error_t *e);
 
 static int op_on_response(rx_httpc_req_t *h)
@@ -382,7 +380,6 @@ static int op_on_response(rx_httpc_req_t *h)
     cfg.ud = op;
     cfg.cb.object = xml_object;
     cfg.cb.common_prefix = xml_prefix;
-    cfg.cb.deleted = xml_deleted;
     cfg.cb.delete_error = xml_delete_error;
     if (op->xml) {
         sto_s3xml_free(op->xml);
@@ -470,6 +467,7 @@ static int list_request(s3_op_t *op)
     if (rc < 0 || (size_t)rc >= sizeof(op->key))
         return RX_EINVAL;
     int nq = 0;
+    op->nxh = 0;
     op->query[nq++] = (sto_sigv4_kv_t){"list-type", "2"};
     op->query[nq++] = (sto_sigv4_kv_t){"prefix", op->key};
     if (!r->recursive)
@@ -480,7 +478,7 @@ static int list_request(s3_op_t *op)
     op->aused = 0;
     op->elen = 0;
     op->xml_rc = 0;
-    (void)nq;
+    op->nq = nq;
     return op_submit(op, "GET", NULL, NULL, 0, -1, NULL);
 }
 
@@ -529,15 +527,6 @@ static void list_page_done(s3_op_t *op)
 }
 
 /* ---- DeleteObjects ---- */
-
-static int xml_deleted(void *ud, const char *key, size_t len)
-{
-    s3_op_t *op = ud;
-    (void)key;
-    (void)len;
-    op->deleted++;
-    return 0;
-}
 
 static int xml_delete_error(void *ud, const sto_s3xml_delete_error_t *e)
 {
@@ -608,6 +597,7 @@ static int del_batch_start(s3_op_t *op)
     b64(md, 16, op->md5, sizeof(op->md5));
     op->xh[0] = (sto_sigv4_kv_t){"content-md5", op->md5};
     op->query[0] = (sto_sigv4_kv_t){"delete", ""};
+    op->nxh = op->nq = 1;
     op->piov = malloc(sizeof(*op->piov));
     if (!op->piov)
         return RX_ENOMEM;
@@ -670,6 +660,7 @@ static int part_submit(s3_op_t *p)
     snprintf(p->pnum, sizeof(p->pnum), "%u", p->part);
     p->query[0] = (sto_sigv4_kv_t){"partNumber", p->pnum};
     p->query[1] = (sto_sigv4_kv_t){"uploadId", m->upload_id};
+    p->nq = 2;
     p->etag[0] = '\0';
     p->elen = 0;
     uint64_t off = (uint64_t)(p->part - 1) * m->part_size;
@@ -776,6 +767,7 @@ static void mpu_complete(s3_op_t *put)
     }
     put->kind = K_MPU_COMPLETE;
     put->query[0] = (sto_sigv4_kv_t){"uploadId", m->upload_id};
+    put->nq = 1;
     free(put->piov);
     put->piov = malloc(sizeof(*put->piov));
     if (!put->piov) {
@@ -802,6 +794,7 @@ static void mpu_abort(s3_op_t *put)
     }
     put->kind = K_MPU_ABORT;
     put->query[0] = (sto_sigv4_kv_t){"uploadId", m->upload_id};
+    put->nq = 1;
     put->elen = 0;
     if (op_submit(put, "DELETE", put->key, NULL, 0, -1, NULL) == 0)
         return;
@@ -836,6 +829,7 @@ static int mpu_start(s3_op_t *put, uint64_t total)
         return RX_ENOMEM;
     put->kind = K_MPU_INIT;
     put->query[0] = (sto_sigv4_kv_t){"uploads", ""};
+    put->nq = 1;
     return op_submit(put, "POST", put->key, NULL, 0, -1, NULL);
 }
 
@@ -907,31 +901,8 @@ static int op_submit(s3_op_t *op, const char *method, const char *key, const str
     in.content_length = -1;
     in.payload_hash = payload_hash;
     in.time = (int64_t)time(NULL);
-    switch (op->kind) {
-    case K_GET:
-        in.nheaders = op->range[0] ? 1 : 0;
-        break;
-    case K_DEL_BATCH:
-        in.nheaders = 1;
-        in.nquery = 1;
-        break;
-    case K_LIST:
-        in.nquery = 2 + !op->r->recursive + (op->token[0] != 0);
-        break;
-    case K_MPU_PART:
-        in.nquery = 2;
-        break;
-    case K_MPU_INIT:
-    case K_MPU_COMPLETE:
-    case K_MPU_ABORT:
-        in.nquery = 1;
-        break;
-    case K_BUCKET_HEAD:
-        in.nquery = 2;
-        break;
-    default:
-        break;
-    }
+    in.nquery = (size_t)op->nq;
+    in.nheaders = (size_t)op->nxh;
     char err[160] = "";
     int rc = sto_s3_request_build(&ss->ep, &ss->cr, &ss->cache, &in, &op->sq, err, sizeof(err));
     if (rc < 0)
@@ -1133,6 +1104,7 @@ static int s3_submit(sto_store_t *s, sto_req_t *r)
                 snprintf(op->range, sizeof(op->range), "bytes=%llu-",
                          (unsigned long long)r->offset);
             op->xh[0] = (sto_sigv4_kv_t){"range", op->range};
+            op->nxh = 1;
         }
         rc = op_submit(op, "GET", op->key, NULL, 0, -1, NULL);
         break;
@@ -1199,7 +1171,6 @@ static void release_http(s3_store_t *ss)
         if (sh->http != ss->http)
             continue;
         ss->http = NULL;
-        ss->tls = NULL;
         if (--sh->refs > 0)
             return;
         *pp = sh->next;
@@ -1220,7 +1191,6 @@ static int make_http(s3_store_t *ss, uv_loop_t *loop, char *err, size_t errlen)
             !strcmp(sh->host, ss->ep.host) && !strcmp(sh->ca, ca)) {
             sh->refs++;
             ss->http = sh->http;
-            ss->tls = sh->tls_ctx;
             return 0;
         }
     }
@@ -1276,7 +1246,6 @@ static int make_http(s3_store_t *ss, uv_loop_t *loop, char *err, size_t errlen)
     sh->next = shared_pools;
     shared_pools = sh;
     ss->http = sh->http;
-    ss->tls = sh->tls_ctx;
     return 0;
 }
 
@@ -1315,6 +1284,7 @@ static int probe_bucket(s3_store_t *ss, char *err, size_t errlen)
             /* a one-key listing rather than HEAD: its errors come with an XML body */
             op->query[0] = (sto_sigv4_kv_t){"list-type", "2"};
             op->query[1] = (sto_sigv4_kv_t){"max-keys", "1"};
+            op->nq = step == 0 ? 2 : 0;
             rc = step == 0 ? op_submit(op, "GET", NULL, NULL, 0, -1, NULL)
                            : op_submit(op, "PUT", NULL, n ? &iov : NULL, n ? 1 : 0, n,
                                        n ? op->sha : NULL);

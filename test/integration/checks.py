@@ -11,8 +11,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from itlib import check, fail, read_tsv, results_dir, run_ctl, tmpdir, write  # noqa: E402
 
 NAME, CTL, SRC = sys.argv[1], os.path.abspath(sys.argv[2]), os.path.abspath(sys.argv[3])
 COLS = ("operation size_bucket bucket_idx mean_us p50_us p90_us p95_us p99_us max_us "
@@ -20,39 +22,8 @@ COLS = ("operation size_bucket bucket_idx mean_us p50_us p90_us p95_us p99_us ma
 PERF_COLS = 30
 
 
-def fail(msg):
-    print("FAIL: " + msg)
-    sys.exit(1)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
-
-
 def run(args, cwd, timeout=240, expect=0):
-    p = subprocess.run([CTL] + args, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    if expect is not None and p.returncode != expect:
-        print(p.stdout[-4000:])
-        print(p.stderr[-4000:])
-        fail(f"{' '.join(args)}: exit {p.returncode}, expected {expect}")
-    return p
-
-
-def results_dir(p, cwd):
-    lines = [l for l in p.stdout.splitlines() if l.strip()]
-    check(lines, "no output")
-    m = re.match(r"^Results saved to: (.+)$", lines[-1])
-    check(m, f"last line is not 'Results saved to: <dir>': {lines[-1]!r}")
-    d = os.path.join(cwd, m.group(1))
-    check(os.path.isdir(d), f"results dir {d} missing")
-    return d
-
-
-def read_tsv(path):
-    with open(path) as f:
-        rows = [l.rstrip("\n").split("\t") for l in f if l.strip()]
-    return rows[0], rows[1:]
+    return run_ctl(CTL, args, cwd, None, timeout, expect)
 
 
 def check_results_tsv(path, min_rows=1):
@@ -89,17 +60,6 @@ def check_common_files(d, config_src):
     for r in rows:
         check(len(r) == PERF_COLS, f"perf_log row with {len(r)} columns")
     return md, rows
-
-
-def write(path, text):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        f.write(text)
-    return path
-
-
-def tmpdir(base=None):
-    return tempfile.mkdtemp(prefix="sai3-it-", dir=base)
 
 
 def files_under(path):

@@ -10,65 +10,27 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import itlib  # noqa: E402
 import servers  # noqa: E402
+from itlib import check, fail, read_tsv, results_dir, run_ctl, write  # noqa: E402
 
 NAME, CTL, SRC = sys.argv[1], os.path.abspath(sys.argv[2]), os.path.abspath(sys.argv[3])
 
 
-def fail(msg):
-    print("FAIL: " + msg)
-    sys.exit(1)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
-
-
 def run(args, cwd, env, timeout=240, expect=0):
-    import time as _t; _t0 = _t.time()
-    try:
-        return _run(args, cwd, env, timeout, expect)
-    finally:
-        if os.environ.get("S3C_TIME"): print(f"{_t.time()-_t0:6.2f}s {args[:3]}", file=sys.stderr)
-
-
-def _run(args, cwd, env, timeout=240, expect=0):
-    p = subprocess.run([CTL] + args, cwd=cwd, env=env, capture_output=True, text=True,
-                       timeout=timeout)
-    if expect is not None and p.returncode != expect:
-        print(p.stdout[-4000:])
-        print(p.stderr[-4000:])
-        fail(f"{' '.join(args)}: exit {p.returncode}, expected {expect}")
-    return p
-
-
-def write(path, text):
-    with open(path, "w") as f:
-        f.write(text)
-    return path
+    return run_ctl(CTL, args, cwd, env, timeout, expect)
 
 
 def tmpdir():
-    return tempfile.mkdtemp(prefix="sai3-s3-")
-
-
-def results_dir(p, cwd):
-    lines = [l for l in p.stdout.splitlines() if l.strip()]
-    m = re.match(r"^Results saved to: (.+)$", lines[-1]) if lines else None
-    check(m, f"last line is not 'Results saved to: <dir>':\n{p.stdout}")
-    return os.path.join(cwd, m.group(1))
+    return itlib.tmpdir(prefix="sai3-s3-")
 
 
 def read_results(d):
-    with open(os.path.join(d, "results.tsv")) as f:
-        rows = [l.rstrip("\n").split("\t") for l in f if l.strip()]
-    return {(r[0], r[1]): r for r in rows[1:]}
+    _, rows = read_tsv(os.path.join(d, "results.tsv"))
+    return {(r[0], r[1]): r for r in rows}
 
 
 def console_errors(out):

@@ -112,7 +112,6 @@ struct rx_httpc_req {
     int status;          /* final HTTP status, 0 if none arrived */
     int retryable;       /* error is transient (connect failure, reset, timeout, early close) */
     int reused;          /* the request went out on a connection that had carried another */
-    int http2;           /* the request went out over HTTP/2 */
     uint64_t t_submit_ns;
     uint64_t t_first_ns; /* first byte of the response (0 if none) */
     uint64_t t_end_ns;
