@@ -18,57 +18,7 @@
 #include "rx/log.h"
 #include "rx/stream.h"
 
-/* ---- loop helpers ---- */
-
-static void on_watchdog(uv_timer_t *t)
-{
-    (void)t; /* only wakes uv_run so run_until can check the condition */
-}
-
-/* Runs the loop until *flag >= want; fails the test after 15 s. */
-static void run_until_n(uv_loop_t *loop, const int *flag, int want)
-{
-    uv_timer_t wd;
-    uv_timer_init(loop, &wd);
-    uv_timer_start(&wd, on_watchdog, 50, 50);
-    uint64_t deadline = uv_hrtime() + 15ull * 1000000000ull;
-    while (*flag < want && uv_hrtime() < deadline)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&wd, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    assert_true(*flag >= want);
-}
-
-static void run_until(uv_loop_t *loop, const int *flag)
-{
-    run_until_n(loop, flag, 1);
-}
-
-static void walk_report(uv_handle_t *h, void *arg)
-{
-    (void)arg;
-    fprintf(stderr, "open handle left: %s\n", uv_handle_type_name(h->type));
-}
-
-/* Drains the loop and asserts nothing is left open. */
-static void loop_finish(uv_loop_t *loop)
-{
-    for (int i = 0; i < 100 && uv_run(loop, UV_RUN_NOWAIT) != 0; i++)
-        usleep(1000);
-    int r = uv_loop_close(loop);
-    if (r != 0)
-        uv_walk(loop, walk_report, NULL);
-    assert_int_equal(r, 0);
-}
-
-static void fill_pattern(char *p, size_t n, unsigned seed)
-{
-    uint32_t x = seed * 2654435761u + 1;
-    for (size_t i = 0; i < n; i++) {
-        x = x * 1103515245u + 12345u;
-        p[i] = (char)(x >> 16);
-    }
-}
+#include "loop_helpers.h"
 
 /* ---- the server under test: an rx_listener_t whose streams echo (or not) ---- */
 
@@ -664,13 +614,6 @@ static void test_many_clients(void **state)
     free(c);
     sv_stop(&sv);
     loop_finish(&loop);
-}
-
-static void quiet_logger(void *ud, rx_log_level_t level, const char *subsys, int core,
-                         const char *msg)
-{
-    if (getenv("RX_TEST_VERBOSE") != NULL)
-        fprintf(stderr, "[%s] %s: %s\n", rx_log_level_name(level), subsys, msg);
 }
 
 int main(void)

@@ -27,43 +27,7 @@
 
 extern char **environ;
 
-/* ---- loop helpers ---- */
-
-static void on_watchdog(uv_timer_t *t)
-{
-    (void)t; /* only wakes uv_run so run_until can check the deadline */
-}
-
-/* Runs the loop until *flag is set; fails the test after 15 s. */
-static void run_until(uv_loop_t *loop, const int *flag)
-{
-    uv_timer_t wd;
-    uv_timer_init(loop, &wd);
-    uv_timer_start(&wd, on_watchdog, 50, 50);
-    uint64_t deadline = uv_hrtime() + 15ull * 1000000000ull;
-    while (!*flag && uv_hrtime() < deadline)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&wd, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    assert_true(*flag);
-}
-
-static void walk_report(uv_handle_t *h, void *arg)
-{
-    (void)arg;
-    fprintf(stderr, "open handle left: %s\n", uv_handle_type_name(h->type));
-}
-
-/* Drains the loop and asserts nothing is left open. */
-static void loop_finish(uv_loop_t *loop)
-{
-    for (int i = 0; i < 100 && uv_run(loop, UV_RUN_NOWAIT) != 0; i++)
-        usleep(1000);
-    int r = uv_loop_close(loop);
-    if (r != 0)
-        uv_walk(loop, walk_report, NULL);
-    assert_int_equal(r, 0);
-}
+#include "loop_helpers.h"
 
 /* ---- in-test TCP servers: echo, or accept-and-ignore ---- */
 
@@ -328,15 +292,6 @@ static void client_close_wait(client_t *c)
 }
 
 /* ---- TCP tests ---- */
-
-static void fill_pattern(char *p, size_t n, unsigned seed)
-{
-    uint32_t x = seed * 2654435761u + 1;
-    for (size_t i = 0; i < n; i++) {
-        x = x * 1103515245u + 12345u;
-        p[i] = (char)(x >> 16);
-    }
-}
 
 static void echo_roundtrip(const char *listen_ip, const char *connect_host)
 {
@@ -891,13 +846,6 @@ static void test_tls_close_pending(void **state)
     assert_int_equal(c.writes_other, 0);
     free(c.rx);
     loop_finish(&loop);
-}
-
-static void quiet_logger(void *ud, rx_log_level_t level, const char *subsys, int core,
-                         const char *msg)
-{
-    if (getenv("RX_TEST_VERBOSE") != NULL)
-        fprintf(stderr, "[%s] %s: %s\n", rx_log_level_name(level), subsys, msg);
 }
 
 int main(void)
