@@ -1,9 +1,12 @@
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <string.h>
 #include <uv.h>
 
 #include "rx/err.h"
+#include "rx_internal.h"
 
 #define MAX_TABLES 8
 
@@ -89,4 +92,14 @@ const char *rx_strerror(int code)
         return "unknown system error";
     }
     return "unknown error";
+}
+
+void rx__set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err == NULL || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
 }

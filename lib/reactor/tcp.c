@@ -1,9 +1,12 @@
 /* tcp.c — client streams: resolve, connect with a deadline, optional TLS (tls.c), read, write,
  * close; and plain TCP listeners. The libuv glue for rx/stream.h.
  *
- * Accepted streams are ordinary rx_stream_t values put straight into ST_OPEN with the same handle
- * layout as a connected client (an idle timer plus one attempt_t holding the TCP handle), so the
- * read, write and close paths below are shared unchanged.
+ * Accepted streams are ordinary rx_stream_t values with the same handle layout as a connected
+ * client (a timer plus one attempt_t holding the TCP handle), so the read, write and close paths
+ * below are shared unchanged. Plain ones start in ST_OPEN. TLS ones start in ST_HANDSHAKE, owned
+ * by the listener (linked in its pending list, s->lst set) until the handshake ends: then
+ * accept_done() hands them to on_accept or closes them. Closing the listener closes the pending
+ * ones, since nobody else knows them.
  *
  * Memory: the stream owns a timer (deadline, and later the "process buffered TLS input" kick) and
  * one TCP handle per connection attempt. It is freed when close was requested, every handle's
@@ -104,6 +107,10 @@ struct rx_stream {
 
     char peer[INET6_ADDRSTRLEN + 16]; /* "[ip]:port" once connected or accepted */
     char detail[512];
+
+    /* Accepted TLS streams while their handshake runs: the listener, and its pending list. */
+    rx_listener_t *lst;
+    rx_stream_t *lprev, *lnext;
 };
 
 /* ---- options, accessors ---- */
@@ -154,6 +161,13 @@ const char *rx_stream_peer(const rx_stream_t *s)
 const char *rx_stream_error_detail(const rx_stream_t *s)
 {
     return s != NULL ? s->detail : "";
+}
+
+int rx_stream_peer_cert_sha256(const rx_stream_t *s, uint8_t out[32])
+{
+    if (s == NULL || out == NULL || s->tls == NULL)
+        return RX_ESTATE;
+    return rx__tls_peer_cert_sha256(s->tls, out);
 }
 
 /* ---- teardown ---- */
@@ -277,8 +291,14 @@ int rx_stream_write(rx_stream_t *s, const struct iovec *iov, int n, rx_stream_wr
 
 /* ---- connect outcome ---- */
 
+static void accept_done(rx_stream_t *s, int status);
+
 static void connect_done(rx_stream_t *s, int status)
 {
+    if (s->lst != NULL) {
+        accept_done(s, status);
+        return;
+    }
     uv_timer_stop(&s->timer);
     if (s->ai != NULL) {
         uv_freeaddrinfo(s->ai);
@@ -600,8 +620,12 @@ static void on_timer(uv_timer_t *t)
     case ST_RESOLVING:
     case ST_CONNECTING:
     case ST_HANDSHAKE:
-        snprintf(s->detail, sizeof s->detail, "connect to %s:%d timed out after %d ms while %s",
-                 s->host, s->port, s->timeout_ms, state_name(s->state));
+        if (s->lst != NULL)
+            snprintf(s->detail, sizeof s->detail, "TLS handshake timed out after %d ms",
+                     s->timeout_ms);
+        else
+            snprintf(s->detail, sizeof s->detail, "connect to %s:%d timed out after %d ms while %s",
+                     s->host, s->port, s->timeout_ms, state_name(s->state));
         if (s->state == ST_RESOLVING)
             uv_cancel((uv_req_t *)&s->gai); /* its callback still runs and frees the result */
         connect_done(s, RX_ETIMEDOUT);
@@ -658,17 +682,23 @@ int rx_stream_connect(uv_loop_t *loop, const char *host, int port, const rx_stre
     int r;
     if (s->is_tls) {
         rx_tls_ctx_t *ctx = opts->tls_ctx;
+        if (ctx != NULL && rx__tls_ctx_is_server(ctx)) {
+            rx_log(RX_LOG_DEBUG, "stream", "connect to %s: a server TLS context was given",
+                   s->host);
+            stream_free(s);
+            return RX_EINVAL;
+        }
         if (ctx == NULL) {
-            r = rx_tls_ctx_create(opts->ca_file,
-                                  opts->tls_insecure_skip_verify ? RX_TLS_CTX_NO_CA : 0, &ctx);
+            int no_ca = opts->tls_insecure_skip_verify || opts->tls_pin_sha256 != NULL;
+            r = rx_tls_ctx_create(opts->ca_file, no_ca ? RX_TLS_CTX_NO_CA : 0, &ctx);
             if (r < 0) {
                 stream_free(s);
                 return r;
             }
         }
         const char *name = opts->server_name != NULL ? opts->server_name : s->host;
-        r = rx__tls_new(ctx, name, opts->alpn, opts->tls_insecure_skip_verify, &s->tls, s->detail,
-                        sizeof s->detail);
+        r = rx__tls_new(ctx, name, opts->alpn, opts->tls_insecure_skip_verify, opts->tls_pin_sha256,
+                        &s->tls, s->detail, sizeof s->detail);
         if (opts->tls_ctx == NULL)
             rx_tls_ctx_destroy(ctx); /* the session holds its own reference */
         if (r < 0) {
@@ -741,37 +771,74 @@ struct rx_listener {
     uv_loop_t *loop;
     int port;
     int nodelay, keepalive_s;
+    int timeout_ms;    /* TLS handshake deadline */
+    rx_tls_ctx_t *tls; /* server context (one reference held), NULL for plain TCP */
+    rx_stream_t *hs;   /* accepted TLS streams still in the handshake */
     int closing;
     rx_accept_cb on_accept;
     void *ud;
     void (*on_closed)(rx_listener_t *l, void *ud);
     char addr[INET6_ADDRSTRLEN + 16]; /* "ip:port" bound, for logs */
+    char detail[640];
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
+static void pending_unlink(rx_stream_t *s)
 {
-    if (err == NULL || errlen == 0)
+    rx_listener_t *l = s->lst;
+    if (l == NULL)
         return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
+    if (s->lprev != NULL)
+        s->lprev->lnext = s->lnext;
+    else
+        l->hs = s->lnext;
+    if (s->lnext != NULL)
+        s->lnext->lprev = s->lprev;
+    s->lst = NULL;
+    s->lprev = s->lnext = NULL;
 }
 
-/* Builds an open plain stream around a freshly accepted connection: the same shape as a client
- * stream after connect_done(s, 0) (idle timer + one attempt), so close and free are uniform. */
+/* The TLS handshake of an accepted stream ended (via connect_done). */
+static void accept_done(rx_stream_t *s, int status)
+{
+    rx_listener_t *l = s->lst;
+    pending_unlink(s);
+    uv_timer_stop(&s->timer);
+    if (status == 0) {
+        s->state = ST_OPEN;
+        s->detail[0] = '\0';
+        rx_log(RX_LOG_DEBUG, "listen", "TLS connection from %s on %s (ALPN %s)", s->peer, l->addr,
+               s->alpn[0] != '\0' ? s->alpn : "none");
+        l->on_accept(l, s, 0, l->ud);
+        return;
+    }
+    snprintf(l->detail, sizeof l->detail, "%s: %s", s->peer, s->detail);
+    rx_log(RX_LOG_DEBUG, "listen", "TLS handshake on %s failed: %s (%s)", l->addr,
+           rx_strerror(status), l->detail);
+    s->state = ST_FAILED;
+    tls_flush(s, NULL, NULL); /* a fatal alert, best-effort */
+    rx_stream_close(s, NULL);
+    l->on_accept(l, NULL, status, l->ud);
+}
+
+/* Builds a stream around a freshly accepted connection: the same shape as a client stream after
+ * its TCP connect (timer + one attempt), so close and free are uniform. Plain streams are open at
+ * once; TLS streams start their handshake and are reported later by accept_done. */
 static int accept_stream(rx_listener_t *l, rx_stream_t **out)
 {
     *out = NULL;
     rx_stream_t *s = calloc(1, sizeof *s);
-    if (s == NULL)
+    if (s == NULL) {
+        rx__set_err(l->detail, sizeof l->detail, "accept on %s: out of memory", l->addr);
         return RX_ENOMEM;
+    }
     attempt_t *a = calloc(1, sizeof *a);
-    s->rbuf = malloc(READ_BUF);
-    if (a == NULL || s->rbuf == NULL) {
+    if (l->tls != NULL)
+        s->plain = malloc(PLAIN_BUF);
+    else
+        s->rbuf = malloc(READ_BUF);
+    if (a == NULL || (s->plain == NULL && s->rbuf == NULL)) {
+        rx__set_err(l->detail, sizeof l->detail, "accept on %s: out of memory", l->addr);
         free(a);
         stream_free(s);
         return RX_ENOMEM;
@@ -779,9 +846,10 @@ static int accept_stream(rx_listener_t *l, rx_stream_t **out)
     s->loop = l->loop;
     s->nodelay = l->nodelay;
     s->keepalive_s = l->keepalive_s;
-    s->timeout_ms = -1;
+    s->timeout_ms = l->tls != NULL ? l->timeout_ms : -1;
     int r = uv_tcp_init(l->loop, &a->tcp);
     if (r < 0) {
+        rx__set_err(l->detail, sizeof l->detail, "accept on %s: %s", l->addr, uv_strerror(r));
         free(a);
         stream_free(s);
         return r;
@@ -789,11 +857,12 @@ static int accept_stream(rx_listener_t *l, rx_stream_t **out)
     a->s = s;
     a->tcp.data = a;
     s->att = a;
-    uv_timer_init(l->loop, &s->timer); /* never started: it exists so close is the client's */
+    uv_timer_init(l->loop, &s->timer); /* plain: never started, it exists so close is uniform */
     s->handles = 2;
     s->state = ST_OPEN;
     r = uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&a->tcp);
     if (r < 0) {
+        rx__set_err(l->detail, sizeof l->detail, "accept on %s: %s", l->addr, uv_strerror(r));
         rx_stream_close(s, NULL); /* freed from the loop once both handles closed */
         return r;
     }
@@ -802,8 +871,35 @@ static int accept_stream(rx_listener_t *l, rx_stream_t **out)
         uv_tcp_nodelay(&a->tcp, 1);
     if (s->keepalive_s > 0)
         uv_tcp_keepalive(&a->tcp, 1, (unsigned)s->keepalive_s);
-    *out = s;
-    return 0;
+    if (l->tls == NULL) {
+        *out = s;
+        return 0;
+    }
+
+    s->is_tls = 1;
+    s->state = ST_HANDSHAKE;
+    r = rx__tls_new_server(l->tls, &s->tls, s->detail, sizeof s->detail);
+    if (r == 0) {
+        r = uv_read_start((uv_stream_t *)&a->tcp, on_alloc, on_read);
+        if (r < 0)
+            snprintf(s->detail, sizeof s->detail, "read start: %s", uv_strerror(r));
+    }
+    if (r < 0) {
+        rx__set_err(l->detail, sizeof l->detail, "%s: %s", s->peer,
+                s->detail[0] != '\0' ? s->detail : rx_strerror(r));
+        s->state = ST_FAILED;
+        rx_stream_close(s, NULL);
+        return r;
+    }
+    s->uv_reading = 1;
+    if (s->timeout_ms >= 0)
+        uv_timer_start(&s->timer, on_timer, (uint64_t)s->timeout_ms, 0);
+    s->lst = l;
+    s->lnext = l->hs;
+    if (l->hs != NULL)
+        l->hs->lprev = s;
+    l->hs = s;
+    return 0; /* *out stays NULL: on_accept comes with the handshake's outcome */
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -812,13 +908,20 @@ static void on_connection(uv_stream_t *server, int status)
     if (l->closing)
         return;
     rx_stream_t *s = NULL;
-    if (status == 0)
-        status = accept_stream(l, &s);
     if (status < 0)
-        rx_log(RX_LOG_DEBUG, "listen", "accept on %s failed: %s", l->addr, rx_strerror(status));
+        rx__set_err(l->detail, sizeof l->detail, "accept on %s: %s", l->addr, uv_strerror(status));
     else
-        rx_log(RX_LOG_DEBUG, "listen", "connection from %s on %s", s->peer, l->addr);
-    l->on_accept(l, s, status, l->ud);
+        status = accept_stream(l, &s); /* sets l->detail when it fails */
+    if (status < 0) {
+        rx_log(RX_LOG_DEBUG, "listen", "accept on %s failed: %s (%s)", l->addr, rx_strerror(status),
+               l->detail);
+        l->on_accept(l, NULL, status, l->ud);
+        return;
+    }
+    if (s == NULL)
+        return; /* TLS handshake under way */
+    rx_log(RX_LOG_DEBUG, "listen", "connection from %s on %s", s->peer, l->addr);
+    l->on_accept(l, s, 0, l->ud);
 }
 
 static void on_listener_closed(uv_handle_t *h)
@@ -826,6 +929,7 @@ static void on_listener_closed(uv_handle_t *h)
     rx_listener_t *l = rx__container_of((uv_tcp_t *)h, rx_listener_t, tcp);
     if (l->on_closed != NULL)
         l->on_closed(l, l->ud);
+    rx_tls_ctx_destroy(l->tls);
     free(l);
 }
 
@@ -848,7 +952,7 @@ static int listen_one(uv_loop_t *loop, const struct addrinfo *ai, int backlog, r
     int r = uv_tcp_init(loop, &l->tcp);
     if (r < 0) {
         free(l);
-        set_err(err, errlen, "listen %s:%d: %s", addr, port, uv_strerror(r));
+        rx__set_err(err, errlen, "listen %s:%d: %s", addr, port, uv_strerror(r));
         return r;
     }
     l->loop = loop;
@@ -868,7 +972,7 @@ static int listen_one(uv_loop_t *loop, const struct addrinfo *ai, int backlog, r
             port = sockaddr_port((const struct sockaddr *)&ss);
     }
     if (r < 0) {
-        set_err(err, errlen, "%s %s:%d: %s", step, addr, port, uv_strerror(r));
+        rx__set_err(err, errlen, "%s %s:%d: %s", step, addr, port, uv_strerror(r));
         uv_close((uv_handle_t *)&l->tcp, on_failed_listener_closed);
         return r;
     }
@@ -888,7 +992,7 @@ int rx_listen(uv_loop_t *loop, const char *host, int port, const rx_stream_opts_
         *out = NULL;
     if (loop == NULL || host == NULL || host[0] == '\0' || port < 0 || port > 65535 ||
         backlog < 0 || on_accept == NULL || out == NULL) {
-        set_err(err, errlen, "rx_listen: invalid argument");
+        rx__set_err(err, errlen, "rx_listen: invalid argument");
         return RX_EINVAL;
     }
     rx_stream_opts_t defaults;
@@ -896,8 +1000,10 @@ int rx_listen(uv_loop_t *loop, const char *host, int port, const rx_stream_opts_
         rx_stream_opts_init(&defaults);
         opts = &defaults;
     }
-    if (opts->tls) {
-        set_err(err, errlen, "rx_listen: TLS server mode is not implemented");
+    if (opts->tls && (opts->tls_ctx == NULL || !rx__tls_ctx_is_server(opts->tls_ctx))) {
+        rx__set_err(err, errlen,
+                "rx_listen: TLS needs a server context (rx_tls_server_ctx_create) "
+                "in opts->tls_ctx");
         return RX_EINVAL;
     }
     if (backlog == 0)
@@ -911,7 +1017,7 @@ int rx_listen(uv_loop_t *loop, const char *host, int port, const rx_stream_opts_
         hl -= 2;
     }
     if (hl == 0 || hl >= sizeof hbuf) {
-        set_err(err, errlen, "rx_listen: invalid host");
+        rx__set_err(err, errlen, "rx_listen: invalid host");
         return RX_EINVAL;
     }
     memcpy(hbuf, host, hl);
@@ -929,11 +1035,11 @@ int rx_listen(uv_loop_t *loop, const char *host, int port, const rx_stream_opts_
     /* NULL callback: libuv resolves synchronously and maps the error to UV_EAI_*. */
     int r = uv_getaddrinfo(loop, &req, NULL, hbuf, portstr, &hints);
     if (r < 0) {
-        set_err(err, errlen, "resolve %s: %s", hbuf, uv_strerror(r));
+        rx__set_err(err, errlen, "resolve %s: %s", hbuf, uv_strerror(r));
         return r;
     }
     int first = 0;
-    char first_err[256] = "";
+    char first_err[320] = "";
     for (const struct addrinfo *ai = req.addrinfo; ai != NULL; ai = ai->ai_next) {
         if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
             continue;
@@ -946,6 +1052,11 @@ int rx_listen(uv_loop_t *loop, const char *host, int port, const rx_stream_opts_
             l->ud = ud;
             l->nodelay = opts->nodelay;
             l->keepalive_s = opts->keepalive_s;
+            l->timeout_ms = opts->connect_timeout_ms;
+            if (opts->tls) {
+                l->tls = opts->tls_ctx;
+                rx__tls_ctx_ref(l->tls);
+            }
             rx_log(RX_LOG_DEBUG, "listen", "listening on %s", l->addr);
             *out = l;
             return 0;
@@ -960,9 +1071,14 @@ int rx_listen(uv_loop_t *loop, const char *host, int port, const rx_stream_opts_
         first = UV_EADDRNOTAVAIL;
         snprintf(first_err, sizeof first_err, "resolve %s: no IPv4 or IPv6 address", hbuf);
     }
-    set_err(err, errlen, "%s", first_err);
+    rx__set_err(err, errlen, "%s", first_err);
     rx_log(RX_LOG_DEBUG, "listen", "%s", first_err);
     return first;
+}
+
+const char *rx_listener_error_detail(const rx_listener_t *l)
+{
+    return l != NULL ? l->detail : "";
 }
 
 int rx_listener_port(const rx_listener_t *l)
@@ -976,5 +1092,11 @@ void rx_listener_close(rx_listener_t *l, void (*on_closed)(rx_listener_t *l, voi
         return;
     l->closing = 1;
     l->on_closed = on_closed;
+    /* Streams still in their TLS handshake belong to nobody else: close them. */
+    while (l->hs != NULL) {
+        rx_stream_t *s = l->hs;
+        pending_unlink(s);
+        rx_stream_close(s, NULL);
+    }
     uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
 }

@@ -1,9 +1,10 @@
-/* rx/stream.h — TCP and TLS client streams over libuv, and plain TCP listeners whose accepted
+/* rx/stream.h — TCP and TLS client streams over libuv, and TCP or TLS listeners whose accepted
  * connections are the same streams.
  *
- * One stream is one connection (made by rx_stream_connect, or accepted by an rx_listener_t). It is created on, and owned by, one loop thread: every
- * function here, every callback and rx_stream_close() run on that loop's thread. Nothing in this
- * header is thread-safe; a stream (or a TLS context) must never be touched from another thread.
+ * One stream is one connection (made by rx_stream_connect, or accepted by an rx_listener_t). It is
+ * created on, and owned by, one loop thread: every function here, every callback and
+ * rx_stream_close() run on that loop's thread. Nothing in this header is thread-safe; a stream (or
+ * a TLS context) must never be touched from another thread.
  *
  * Lifecycle:
  *   rx_stream_connect() → resolve (uv_getaddrinfo, IPv4 and IPv6; addresses are tried in the order
@@ -21,9 +22,11 @@
  * Errors: negative codes. libuv codes pass through (UV_ECONNREFUSED, UV_EAI_NONAME,
  * UV_EOF, ...), and the rx codes of rx/err.h: RX_ETIMEDOUT (connect deadline), RX_ECANCELED
  * (pending write at close), RX_ESTATE (operation on a closed or not yet connected stream),
- * RX_ETLS (handshake or record-layer failure), RX_ETLSVERIFY (certificate verification failed),
+ * RX_ETLS (handshake or record-layer failure, including a fatal alert from the peer),
+ * RX_ETLSVERIFY (certificate verification failed, or the certificate pin did not match),
  * RX_ETLSCA (the CA bundle could not be loaded). rx_stream_error_detail() gives the text behind the
- * last failure (the address that refused, mbedtls' error text, or mbedtls' verify-info lines).
+ * last failure (the address that refused, mbedtls' error text, the peer's alert name, mbedtls'
+ * verify-info lines, or the expected and received fingerprints).
  *
  * Writes to a peer that closed raise SIGPIPE: applications must ignore SIGPIPE.
  */
@@ -37,7 +40,10 @@
 typedef struct rx_stream rx_stream_t;
 typedef struct rx_tls_ctx rx_tls_ctx_t;
 
-/* ---- TLS context: parsed CA chain plus a DRBG, shared by the TLS streams of one loop ---- */
+/* ---- TLS context: parsed CA chain (and optionally our own certificate) plus a DRBG, shared by
+ * the TLS streams of one loop. Client contexts come from rx_tls_ctx_create, server contexts
+ * (for rx_listen only) from rx_tls_server_ctx_create; each kind is RX_EINVAL where the other is
+ * expected. ---- */
 
 /* Default CA bundle when neither a path nor AWS_CA_BUNDLE is given. */
 #define RX_TLS_DEFAULT_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
@@ -59,8 +65,66 @@ int rx_tls_ctx_create(const char *ca_file, unsigned flags, rx_tls_ctx_t **out);
 /* Loop thread. Drops the creator's reference; the context is freed when the last stream using it
  * has been freed too, so it may be called while streams are still open. NULL is ignored. */
 void rx_tls_ctx_destroy(rx_tls_ctx_t *ctx);
-/* The CA file the context loaded ("" with RX_TLS_CTX_NO_CA). Valid while the context lives. */
+/* The CA file the context loaded ("" with RX_TLS_CTX_NO_CA; for a server context the client CA
+ * file, "" without one). Valid while the context lives. */
 const char *rx_tls_ctx_ca_file(const rx_tls_ctx_t *ctx);
+
+/* Loop thread. Client contexts: the certificate chain and private key (PEM or DER files; the key
+ * unencrypted) this client presents when a server asks (mutual TLS). Applies to streams connected
+ * afterwards. Once per context. err (may be NULL) gets "" or the reason. Returns 0, RX_ETLSCA
+ * (cannot read/parse; err says which file and why), RX_EINVAL (key does not match the
+ * certificate, a server context, NULL/empty argument, or the context already has a
+ * certificate), RX_ENOMEM. */
+int rx_tls_ctx_use_cert(rx_tls_ctx_t *ctx, const char *cert_file, const char *key_file, char *err,
+                        size_t errlen);
+
+/* Loop thread. A server context for rx_listen (opts.tls = 1, opts.tls_ctx = it): certificate chain
+ * and private key from PEM (or DER) files, the key unencrypted and matching the certificate;
+ * ALPN protocols the server accepts, in its order of preference, NULL-terminated, each 1..255
+ * bytes (NULL or empty = no ALPN; with a list, a client that offers none of them, or no ALPN at
+ * all, fails the handshake with the alert no_application_protocol); client_ca_file non-NULL and
+ * non-empty: clients must present a certificate that verifies against it (mutual TLS; the
+ * client certificate's chain and dates are checked, not its names), else no client certificate is
+ * requested. TLS 1.2, mbedtls' default suites (ECDHE-ECDSA/RSA with AES-GCM, ChaCha20, ...); no
+ * session resumption. Same lifetime rules as client contexts: a listener holds its own reference.
+ * err (may be NULL) gets "" or the reason. Returns 0, RX_ETLSCA (a file missing or unparsable; err
+ * names it), RX_EINVAL (NULL/empty argument, bad ALPN name, key does not match the certificate),
+ * RX_ENOMEM, RX_ETLS (DRBG, mbedtls setup). */
+int rx_tls_server_ctx_create(const char *cert_file, const char *key_file, const char *const *alpn,
+                             const char *client_ca_file, rx_tls_ctx_t **out, char *err,
+                             size_t errlen);
+
+/* SHA-256 of the peer's leaf certificate (DER) of a handshaken TLS stream: the server's for client
+ * streams, the client's for accepted streams of a mutual-TLS listener. Still readable after
+ * rx_stream_close until on_closed returned. Returns 0, or RX_ESTATE (NULL, not TLS, not
+ * handshaken, or the peer sent no certificate). */
+int rx_stream_peer_cert_sha256(const rx_stream_t *s, uint8_t out[32]);
+
+/* ---- certificates (any thread; blocking file I/O) ---- */
+
+/* Makes a self-signed certificate with a new ECDSA P-256 key (SHA-256 signature): subject and
+ * issuer CN=cn (1..64 bytes, no backslash or control characters), SAN DNS entries dns_names
+ * (NULL-terminated, each 1..253 bytes; may be NULL: no SAN), serial 16 random bytes, valid from
+ * now - 1 day for `days` days (1..36500), basicConstraints CA:TRUE, keyUsage digitalSignature +
+ * keyCertSign (so the file also serves as its own trust anchor), subject/authority key ids.
+ * Writes the key (SEC1 PEM, mode 0600) and the certificate (PEM, mode 0644), each through a
+ * temporary file "<file>.tmp.XXXXXX" in the same directory, fsync and rename(2), key first;
+ * existing files are replaced. err (may be NULL) gets "" or the reason. Returns 0, RX_EINVAL,
+ * RX_ENOMEM, RX_ETLS (mbedtls failure; err says which step) or -errno (e.g. -ENOENT for a missing
+ * directory; err names the file). */
+int rx_tls_cert_generate(const char *cert_file, const char *key_file, const char *cn,
+                         const char *const *dns_names, unsigned days, char *err, size_t errlen);
+
+/* SHA-256 of the first certificate of a PEM or DER file (DER form). err (may be NULL) gets "" or
+ * the reason. Returns 0, RX_EINVAL (NULL argument), RX_ENOMEM, RX_ETLSCA (cannot read or parse;
+ * err names the file and says why). */
+int rx_tls_cert_file_sha256(const char *cert_file, uint8_t out[32], char *err, size_t errlen);
+
+/* Formats a fingerprint as 32 uppercase hex pairs separated by ':' (95 chars + NUL). */
+void rx_tls_fingerprint_format(const uint8_t fp[32], char out[96]);
+/* Parses a fingerprint: optional "sha256:" or "SHA256:" prefix, then 64 hex digits, either case,
+ * optionally separated by ':' between pairs (all separators or none). Returns 0 or RX_EINVAL. */
+int rx_tls_fingerprint_parse(const char *s, uint8_t out[32]);
 
 /* ---- streams ---- */
 
@@ -89,6 +153,15 @@ typedef struct rx_stream_opts {
     const char *ca_file;
     /* TEST RIGS ONLY: accept any certificate, any name. Never set this in production paths. */
     int tls_insecure_skip_verify;
+    /* Client streams: SHA-256 of the server's leaf certificate (DER), 32 bytes, copied at connect.
+     * When set, the certificate must match it exactly; the CA chain, validity dates and name are
+     * then not checked (a pinned self-signed certificate, as sai3bench-agent makes), no CA bundle
+     * is needed (a private context is made without one; a shared one may be RX_TLS_CTX_NO_CA),
+     * and tls_insecure_skip_verify is ignored. The handshake stops at the server's certificate on
+     * a mismatch: RX_ETLSVERIFY, detail "certificate pin mismatch: expected SHA256:<fp>, got
+     * SHA256:<fp>" (rx_tls_fingerprint_format). server_name is still sent as SNI unless it is an
+     * IP literal. NULL = normal CA verification. */
+    const uint8_t *tls_pin_sha256;
 } rx_stream_opts_t;
 
 /* Fills the defaults above. Always initialise options with it before setting fields. */
@@ -110,8 +183,10 @@ typedef void (*rx_stream_close_cb)(rx_stream_t *s);
 
 /* Loop thread. host: DNS name or IP literal ("::1" or "[::1]"); port 1..65535. opts may be NULL
  * (defaults). On success *out is the new stream, and on_connect will run (unless it is closed
- * first). Returns 0, RX_EINVAL, RX_ENOMEM, RX_ETLSCA/RX_ETLS (private TLS context could not be
- * created), or a libuv code; on failure *out is NULL and nothing will be called. */
+ * first). Returns 0, RX_EINVAL (also: a server context in opts->tls_ctx), RX_ENOMEM,
+ * RX_ETLSCA/RX_ETLS (private TLS context could not be created; RX_ETLSCA also for a context
+ * without CA when neither a pin nor tls_insecure_skip_verify is set), or a libuv code; on failure
+ * *out is NULL and nothing will be called. */
 int rx_stream_connect(uv_loop_t *loop, const char *host, int port, const rx_stream_opts_t *opts,
                       rx_stream_connect_cb on_connect, void *ud, rx_stream_t **out);
 
@@ -158,18 +233,29 @@ const char *rx_stream_peer(const rx_stream_t *s);
  * the next operation on the stream. */
 const char *rx_stream_error_detail(const rx_stream_t *s);
 
-/* ---- listeners (server side): plain TCP only ----
+/* ---- listeners (server side) ----
  *
- * TLS server mode is NOT implemented yet: rx_listen() rejects opts->tls != 0 with RX_EINVAL
- * (the err text says so) rather than silently serving plaintext.
+ * TLS: opts->tls = 1 with opts->tls_ctx = a server context (rx_tls_server_ctx_create; a client
+ * context or NULL is RX_EINVAL). The listener takes its own reference on the context, so the
+ * creator may rx_tls_ctx_destroy() it right after rx_listen. Each accepted connection then does
+ * the TLS handshake first (deadline opts->connect_timeout_ms, default 5 s; negative = none);
+ * on_accept runs only for connections whose handshake succeeded (rx_stream_is_tls() 1,
+ * rx_stream_alpn() the selected protocol or NULL, rx_stream_peer_cert_sha256() the client's
+ * certificate with mutual TLS). A failed handshake gives on_accept(l, NULL, status, ud) with
+ * status RX_ETLS (bad data, the client's fatal alert, no common ALPN, the client closed),
+ * RX_ETLSVERIFY (client certificate missing or not verified), RX_ETIMEDOUT, RX_ENOMEM or a libuv
+ * read error (UV_ECONNRESET), and "peer: reason" in rx_listener_error_detail(); the connection is
+ * closed (after a fatal alert where there is one) and the listener keeps listening. Connections
+ * still in their handshake belong to the listener: rx_listener_close closes them, and they never
+ * reach on_accept.
  *
  * A listener belongs to the loop thread that created it, like a stream. Each accepted connection
  * becomes an rx_stream_t that behaves exactly like a connected plain client stream:
  * rx_stream_read_start/read_stop/write/close/ud/peer/error_detail work the same, pending writes get
  * RX_ECANCELED at close, an orderly peer close gives on_end(UV_EOF), close is idempotent and the
  * memory is freed after on_closed. It has no on_connect (it is open from the start) and its user
- * pointer starts as NULL (set it with rx_stream_set_ud). rx_stream_is_tls() is 0, rx_stream_alpn()
- * NULL. */
+ * pointer starts as NULL (set it with rx_stream_set_ud). For plain listeners rx_stream_is_tls() is
+ * 0 and rx_stream_alpn() NULL; TLS streams send close_notify at close like client ones. */
 typedef struct rx_listener rx_listener_t;
 
 /* on_accept(l, s, 0, ud): s is a connected, open stream (rx_stream_is_open(s) == 1) owned by the
@@ -183,15 +269,19 @@ typedef void (*rx_accept_cb)(rx_listener_t *l, rx_stream_t *s, int status, void 
  * (AI_PASSIVE | AI_NUMERICSERV); the addresses are tried in the resolver's order and the first that
  * binds and listens is used. port 0..65535 (0 = an ephemeral port, see rx_listener_port).
  * backlog: 0 = 511; negative is RX_EINVAL. SO_REUSEADDR is set (libuv does). opts may be NULL
- * (defaults); only nodelay (TCP_NODELAY) and keepalive_s apply, to every accepted stream; tls must
- * be 0. err/errlen (err may be NULL) receive the text behind a failure, e.g.
- * "listen 127.0.0.1:7761: address already in use".
- * Returns 0 and *out, or RX_EINVAL, RX_ENOMEM, UV_EADDRINUSE, UV_EACCES, UV_EADDRNOTAVAIL,
- * UV_EAI_* (resolution) or another libuv code; on failure *out is NULL and no callback will run
- * (a handle that was opened may still need one loop iteration to finish closing). */
+ * (defaults); nodelay (TCP_NODELAY), keepalive_s, and tls/tls_ctx/connect_timeout_ms (see above)
+ * apply to every accepted stream (the client-only fields are ignored). err/errlen (err may be NULL)
+ * receive the text behind a failure, e.g. "listen 127.0.0.1:7761: address already in use". Returns
+ * 0 and *out, or RX_EINVAL, RX_ENOMEM, UV_EADDRINUSE, UV_EACCES, UV_EADDRNOTAVAIL, UV_EAI_*
+ * (resolution) or another libuv code; on failure *out is NULL and no callback will run (a handle
+ * that was opened may still need one loop iteration to finish closing). */
 int rx_listen(uv_loop_t *loop, const char *host, int port, const rx_stream_opts_t *opts,
               int backlog, rx_accept_cb on_accept, void *ud, rx_listener_t **out, char *err,
               size_t errlen);
+/* Text behind the last failed accept or handshake, e.g. "127.0.0.1:4711: TLS handshake: the peer
+ * sent the fatal alert unknown_ca (48)" ("" if none; NULL gives ""). Read it in on_accept: valid
+ * until the next callback of the listener. */
+const char *rx_listener_error_detail(const rx_listener_t *l);
 /* The bound port (the chosen one when rx_listen got port 0). */
 int rx_listener_port(const rx_listener_t *l);
 /* Loop thread. Stops accepting and closes the listening socket; on_closed (may be NULL) runs from
