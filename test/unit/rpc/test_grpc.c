@@ -948,7 +948,7 @@ static void test_errors_registered(void **state)
 #undef RPC_T
     };
     size_t n = sizeof(list) / sizeof(list[0]);
-    assert_int_equal(n, 6);
+    assert_int_equal(n, 14);
     /* own range, clear of reactor (-10xxx), storage (-11xxx) and workload (-12xxx) */
     assert_int_equal(RPC_ERR_BASE, -13000);
     for (size_t i = 0; i < n; i++) {

@@ -22,7 +22,15 @@
     X(RPC_EFRAME, 3, "malformed gRPC message prefix (flag byte not 0 or 1)")                       \
     X(RPC_ETRUNCATED, 4, "gRPC stream ended inside a message")                                     \
     X(RPC_ETIMEOUT_FMT, 5, "malformed grpc-timeout value")                                         \
-    X(RPC_ESTATUS_FMT, 6, "malformed grpc-status value")
+    X(RPC_ESTATUS_FMT, 6, "malformed grpc-status value")                                           \
+    X(RPC_ECANCELLED, 7, "gRPC call cancelled by the peer (RST_STREAM)")                           \
+    X(RPC_EDEADLINE, 8, "gRPC call deadline exceeded")                                             \
+    X(RPC_EKEEPALIVE, 9, "no answer to HTTP/2 keepalive PING within the timeout")                  \
+    X(RPC_ECONNLOST, 10, "HTTP/2 connection lost")                                                  \
+    X(RPC_ESHUTDOWN, 11, "gRPC server shutting down")                                              \
+    X(RPC_EPROTOCOL, 12, "HTTP/2 or gRPC protocol error from the peer")                            \
+    X(RPC_ENOH2, 13, "TLS peer did not select ALPN h2")                                             \
+    X(RPC_EGOAWAY, 14, "HTTP/2 peer sent GOAWAY")
 
 enum rpc_err {
 #define RPC_ERR_ENUM(name, off, msg) name = RPC_ERR_BASE - (off),
