@@ -9,9 +9,11 @@
  */
 #include "wl/config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -524,9 +526,7 @@ static void unknown_key(ctx_t *x, const node_t *k, const keyset_t *ks)
         for (size_t i = 0; ks->unsupported[i]; i++) {
             if (strcmp(k->str, ks->unsupported[i]))
                 continue;
-            err_at(x, k, "'%s' is not supported by this version of sai3bench-ctl yet%s", k->str,
-                   !strcmp(k->str, "distributed") ? "; distributed runs come with sai3bench-agent"
-                                                  : "");
+            err_at(x, k, "'%s' is not supported by this version of sai3bench-ctl yet", k->str);
             return;
         }
     }
@@ -1663,13 +1663,480 @@ static void walk_http(ctx_t *x, const node_t *v, wl_config_t *c)
     }
 }
 
+/* ---------------------------------------------------------------- distributed --------------- */
+
+int wl_agent_address_parse(const char *s, char *host, size_t hostlen, int *port, char *err,
+                           size_t errlen)
+{
+    const char *h = s, *p = NULL;
+    size_t hl;
+    if (!s || !*s) {
+        snprintf(err, errlen, "empty agent address");
+        return -EINVAL;
+    }
+    if (*s == '[') {
+        const char *e = strchr(s, ']');
+        if (!e || e == s + 1) {
+            snprintf(err, errlen, "bad agent address '%.80s': unclosed or empty '['", s);
+            return -EINVAL;
+        }
+        h = s + 1;
+        hl = (size_t)(e - h);
+        if (e[1] == ':')
+            p = e + 2;
+        else if (e[1]) {
+            snprintf(err, errlen, "bad agent address '%.80s': expected ':port' after ']'", s);
+            return -EINVAL;
+        }
+    } else {
+        const char *c = strchr(s, ':');
+        if (c && strchr(c + 1, ':')) {
+            hl = strlen(s); /* a bare IPv6 address: no port */
+        } else if (c) {
+            hl = (size_t)(c - s);
+            p = c + 1;
+        } else {
+            hl = strlen(s);
+        }
+    }
+    if (hl == 0 || hl >= hostlen) {
+        snprintf(err, errlen, "bad agent address '%.80s': %s host", s, hl ? "too long a" : "no");
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < hl; i++) {
+        unsigned char ch = (unsigned char)h[i];
+        if (ch <= ' ' || ch == '/' || ch == '@' || ch == '?' || ch == '#') {
+            snprintf(err, errlen, "bad agent address '%.80s': character '%c' in the host", s,
+                     ch > ' ' ? ch : '?');
+            return -EINVAL;
+        }
+    }
+    memcpy(host, h, hl);
+    host[hl] = 0;
+    *port = WL_AGENT_DEFAULT_PORT;
+    if (p) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (!*p || *end || v < 1 || v > 65535 || !isdigit((unsigned char)*p)) {
+            snprintf(err, errlen, "bad agent address '%.80s': port must be 1..65535", s);
+            return -EINVAL;
+        }
+        *port = (int)v;
+    }
+    return 0;
+}
+
+static const char *const agent_keys[] = {"address", "id", "target_override",
+                                         "concurrency_override", "tls_fingerprint", NULL};
+static const char *const agent_unsup[] = {"env",           "volumes",        "path_template",
+                                          "listen_port",   "multi_endpoint", "kv_cache_dir",
+                                          NULL};
+
+static void walk_agent(ctx_t *x, const node_t *m, void *item, size_t pos)
+{
+    wl_agent_cfg_t *a = item;
+    char b[96];
+    a->line = m->line;
+    a->col = m->col;
+    if (m->kind == N_SCALAR && !is_null(m)) {
+        /* shorthand: "- host:port" */
+        if (get_str(x, "address", m, &a->address) < 0)
+            return;
+    } else if (m->kind != N_MAP) {
+        err_at(x, m, "each agents entry must be a mapping such as {address: host:7761, id: a1}, %s",
+               describe(m, b, sizeof(b)));
+        return;
+    } else {
+        keyset_t ks = {"in agents entry", agent_keys, agent_unsup};
+        for (size_t i = 0; i < npairs(m); i++) {
+            const char *k = pair_key(x, m, i);
+            const node_t *val = pair_v(m, i);
+            const node_t *kn = m->kids[2 * i];
+            if (!k)
+                continue;
+            if (!strcmp(k, "address")) {
+                get_str(x, k, val, &a->address);
+            } else if (!strcmp(k, "id")) {
+                if (get_str(x, k, val, &a->id) == 0) {
+                    const char *bad = NULL;
+                    for (const char *q = a->id; *q && !bad; q++)
+                        if (!isalnum((unsigned char)*q) && *q != '-' && *q != '_' && *q != '.')
+                            bad = q;
+                    if (!*a->id || bad || a->id[0] == '.')
+                        err_at(x, val,
+                               "agent 'id' must be letters, digits, '-', '_' or '.' (it names "
+                               "directories), got '%.40s'",
+                               a->id);
+                }
+            } else if (!strcmp(k, "target_override")) {
+                if (get_str(x, k, val, &a->target_override) == 0 &&
+                    check_uri(x, k, val, a->target_override) == 0 && is_s3_uri(a->target_override))
+                    x->saw_s3 = 1;
+            } else if (!strcmp(k, "concurrency_override")) {
+                get_u32(x, k, val, 1, MAX_CONCURRENCY, &a->concurrency_override);
+            } else if (!strcmp(k, "tls_fingerprint")) {
+                get_str(x, k, val, &a->tls_fingerprint);
+            } else {
+                unknown_key(x, kn, &ks);
+            }
+        }
+    }
+    if (!a->address) {
+        if (m->kind == N_MAP)
+            err_at(x, m, "agents entry %zu has no 'address' (host:port)", pos + 1);
+        return;
+    }
+    char host[256], e[200];
+    if (wl_agent_address_parse(a->address, host, sizeof(host), &a->port, e, sizeof(e)) < 0) {
+        err_at(x, m, "%s", e);
+        return;
+    }
+    if (!(a->host = strdup(host)))
+        x->nomem = 1;
+    if (!a->id) {
+        char id[32];
+        snprintf(id, sizeof(id), "agent-%zu", pos + 1);
+        if (!(a->id = strdup(id)))
+            x->nomem = 1;
+    }
+}
+
+static const char *const stage_keys[] = {"name",    "type",     "duration",         "command",
+                                         "args",    "timeout",  "optional",         "expected_objects",
+                                         "order",   "barrier",  NULL};
+static const char *const stage_unsup[] = {"completion", "timeout_secs", "max_duration",
+                                          "expected_tasks", NULL};
+
+static void walk_stage(ctx_t *x, const node_t *m, void *item, size_t pos)
+{
+    wl_stage_cfg_t *st = item;
+    static const char *const tnames[] = {"prepare", "execute", "cleanup", "custom", NULL};
+    static const int tvals[] = {WL_STAGE_PREPARE, WL_STAGE_EXECUTE, WL_STAGE_CLEANUP,
+                                WL_STAGE_CUSTOM};
+    char b[96];
+    st->line = m->line;
+    st->col = m->col;
+    if (m->kind != N_MAP) {
+        err_at(x, m, "each stages entry must be a mapping such as {name: run, type: execute}, %s",
+               describe(m, b, sizeof(b)));
+        return;
+    }
+    keyset_t ks = {"in stages entry", stage_keys, stage_unsup};
+    const node_t *ntype = NULL, *ndur = NULL, *ncmd = NULL, *nargs = NULL, *nexp = NULL;
+    for (size_t i = 0; i < npairs(m); i++) {
+        const char *k = pair_key(x, m, i);
+        const node_t *val = pair_v(m, i);
+        const node_t *kn = m->kids[2 * i];
+        if (!k)
+            continue;
+        if (!strcmp(k, "name")) {
+            get_str(x, k, val, &st->name);
+        } else if (!strcmp(k, "type")) {
+            int t;
+            ntype = val;
+            if (get_enum(x, "stage type", val, tnames, tvals, tnames, &t) == 0)
+                st->type = (wl_stage_type_t)t;
+        } else if (!strcmp(k, "duration")) {
+            ndur = val;
+            if (get_duration(x, k, val, &st->duration_ns) == 0 && st->duration_ns == 0)
+                err_at(x, val, "'duration' must be greater than 0");
+        } else if (!strcmp(k, "command")) {
+            ncmd = val;
+            get_str(x, k, val, &st->command);
+        } else if (!strcmp(k, "args")) {
+            nargs = val;
+            if (is_null(val))
+                continue;
+            if (val->kind != N_SEQ) {
+                err_at(x, val, "'args' must be a list of strings, %s", describe(val, b, sizeof(b)));
+                continue;
+            }
+            if (st->args)
+                continue;
+            st->args = calloc(val->n + 1, sizeof(char *));
+            if (!st->args) {
+                x->nomem = 1;
+                continue;
+            }
+            st->nargs = val->n;
+            for (size_t j = 0; j < val->n; j++)
+                get_str(x, "args", val->kids[j], &st->args[j]);
+        } else if (!strcmp(k, "timeout")) {
+            get_duration(x, k, val, &st->timeout_ns);
+        } else if (!strcmp(k, "optional")) {
+            get_bool(x, k, val, &st->optional);
+        } else if (!strcmp(k, "expected_objects")) {
+            nexp = val;
+            get_uint(x, k, val, 0, UINT64_MAX, &st->expected_objects);
+        } else if (!strcmp(k, "order")) {
+            uint64_t o;
+            if (get_uint(x, k, val, 0, UINT32_MAX, &o) == 0 && o != pos + 1)
+                err_at(x, val,
+                       "'order' is %llu but this is stage %zu: stages run in the order they are "
+                       "listed (drop 'order' or list the stages in order)",
+                       (unsigned long long)o, pos + 1);
+        } else if (!strcmp(k, "barrier")) {
+            int yes;
+            if (get_bool(x, k, val, &yes) == 0 && !yes)
+                err_at(x, val,
+                       "'barrier: false' is not supported: every stage ends at a barrier "
+                       "(choose the rule with distributed.barrier)");
+        } else {
+            unknown_key(x, kn, &ks);
+        }
+    }
+    if (!st->name)
+        err_at(x, m, "stage %zu has no 'name'", pos + 1);
+    if (!ntype) {
+        err_at(x, m, "stage %zu has no 'type' (prepare, execute, cleanup or custom)", pos + 1);
+        return;
+    }
+    if (ndur && st->type != WL_STAGE_EXECUTE)
+        err_at(x, ndur, "'duration' applies to execute stages only");
+    if (nexp && st->type != WL_STAGE_PREPARE && st->type != WL_STAGE_CLEANUP)
+        err_at(x, nexp, "'expected_objects' applies to prepare and cleanup stages only");
+    if (st->type == WL_STAGE_CUSTOM && !st->command)
+        err_at(x, m, "custom stage '%s' needs a 'command'", st->name ? st->name : "?");
+    if (st->type != WL_STAGE_CUSTOM && (ncmd || nargs))
+        err_at(x, ncmd ? ncmd : nargs, "'command' and 'args' apply to custom stages only");
+}
+
+/* Walks a non-empty sequence of entries of esz bytes with fn and reports names (the char * at
+ * name_off in each entry) used twice. Returns the calloc'd array (*n entries) or NULL. */
+static void *walk_named_list(ctx_t *x, const node_t *val, size_t esz,
+                             void (*fn)(ctx_t *, const node_t *, void *, size_t), size_t name_off,
+                             const char *what, size_t *n)
+{
+    if (!val->n)
+        return NULL;
+    char *v = calloc(val->n, esz);
+    if (!v) {
+        x->nomem = 1;
+        return NULL;
+    }
+    *n = val->n;
+    for (size_t j = 0; j < val->n; j++)
+        fn(x, val->kids[j], v + j * esz, j);
+    for (size_t j = 0; j < val->n; j++) {
+        const char *nj = *(char **)(v + j * esz + name_off);
+        for (size_t q = 0; q < j && nj; q++) {
+            const char *nq = *(char **)(v + q * esz + name_off);
+            if (nq && !strcmp(nj, nq)) {
+                err_at(x, val->kids[j], "%s '%s' is used twice (also entry %zu)", what, nj, q + 1);
+                break;
+            }
+        }
+    }
+    return v;
+}
+
+static const char *const dtls_keys[] = {"enabled",     "ca",          "fingerprint",
+                                        "server_name", "client_cert", "client_key", NULL};
+
+static void walk_dtls(ctx_t *x, const node_t *v, wl_dist_cfg_t *d)
+{
+    int en = -1;
+    if (is_null(v))
+        return;
+    if (need_map(x, "tls", v, "a mapping (enabled, ca, fingerprint, ...)") < 0)
+        return;
+    keyset_t ks = {"in distributed.tls", dtls_keys, NULL};
+    for (size_t i = 0; i < npairs(v); i++) {
+        const char *k = pair_key(x, v, i);
+        const node_t *val = pair_v(v, i);
+        const node_t *kn = v->kids[2 * i];
+        if (!k)
+            continue;
+        if (!strcmp(k, "enabled"))
+            get_bool(x, k, val, &en);
+        else if (!strcmp(k, "ca"))
+            get_str(x, k, val, &d->tls_ca);
+        else if (!strcmp(k, "fingerprint"))
+            get_str(x, k, val, &d->tls_fingerprint);
+        else if (!strcmp(k, "server_name"))
+            get_str(x, k, val, &d->tls_server_name);
+        else if (!strcmp(k, "client_cert"))
+            get_str(x, k, val, &d->tls_client_cert);
+        else if (!strcmp(k, "client_key"))
+            get_str(x, k, val, &d->tls_client_key);
+        else
+            unknown_key(x, kn, &ks);
+    }
+    d->tls = en == -1 ? 1 : en;
+    if (en == 0 && (d->tls_ca || d->tls_fingerprint || d->tls_client_cert))
+        err_at(x, v, "distributed.tls has 'enabled: false' but also TLS settings");
+    if (!d->tls_client_cert != !d->tls_client_key)
+        err_at(x, v, "distributed.tls needs both 'client_cert' and 'client_key' (or neither)");
+}
+
+static const char *const dist_keys[] = {"agents",
+                                        "shared_filesystem",
+                                        "start_delay",
+                                        "on_agent_failure",
+                                        "barrier",
+                                        "barrier_timeout",
+                                        "stages",
+                                        "path_template",
+                                        "tls",
+                                        "auth_token_file",
+                                        "allow_plaintext_credentials",
+                                        "grpc_keepalive_interval",
+                                        "grpc_keepalive_timeout",
+                                        "agent_ready_timeout",
+                                        "connect_timeout",
+                                        NULL};
+static const char *const dist_unsup[] = {"tree_creation_mode", "path_selection",
+                                         "partition_overlap",  "barrier_sync",
+                                         "kv_cache_dir",       "ssh",
+                                         "deployment",         NULL};
+
+static void walk_distributed(ctx_t *x, const node_t *v, wl_config_t *c)
+{
+    static const char *const fnames[] = {"continue", "abort", NULL};
+    static const int fvals[] = {0, 1};
+    static const char *const bnames[] = {"best_effort", "all_or_nothing", "majority", NULL};
+    static const int bvals[] = {WL_BARRIER_BEST_EFFORT, WL_BARRIER_ALL_OR_NOTHING,
+                                WL_BARRIER_MAJORITY};
+    wl_dist_cfg_t *d = &c->dist;
+    char b[96];
+    d->present = 1;
+    d->line = v->line;
+    d->col = v->col;
+    if (need_map(x, "distributed", v, "a mapping (agents, shared_filesystem, stages, ...)") < 0)
+        return;
+    keyset_t ks = {"in distributed", dist_keys, dist_unsup};
+    const node_t *nagents = NULL;
+    for (size_t i = 0; i < npairs(v); i++) {
+        const char *k = pair_key(x, v, i);
+        const node_t *val = pair_v(v, i);
+        const node_t *kn = v->kids[2 * i];
+        if (!k)
+            continue;
+        if (!strcmp(k, "agents")) {
+            nagents = val;
+            if (is_null(val))
+                continue;
+            if (val->kind != N_SEQ) {
+                err_at(x, val, "'agents' must be a list of {address, id, ...} entries, %s",
+                       describe(val, b, sizeof(b)));
+                continue;
+            }
+            if (!d->agents)
+                d->agents = walk_named_list(x, val, sizeof(*d->agents), walk_agent,
+                                            offsetof(wl_agent_cfg_t, id), "agent id",
+                                            &d->nagents);
+        } else if (!strcmp(k, "shared_filesystem")) {
+            get_bool(x, k, val, &d->shared_filesystem);
+        } else if (!strcmp(k, "start_delay")) {
+            get_duration(x, k, val, &d->start_delay_ns);
+        } else if (!strcmp(k, "on_agent_failure")) {
+            get_enum(x, k, val, fnames, fvals, fnames, &d->abort_on_agent_failure);
+        } else if (!strcmp(k, "barrier")) {
+            int r;
+            if (get_enum(x, "barrier rule", val, bnames, bvals, bnames, &r) == 0)
+                d->barrier = (wl_barrier_rule_t)r;
+        } else if (!strcmp(k, "barrier_timeout")) {
+            get_duration(x, k, val, &d->barrier_timeout_ns);
+        } else if (!strcmp(k, "stages")) {
+            if (is_null(val))
+                continue;
+            if (val->kind != N_SEQ || !val->n) {
+                err_at(x, val, "'stages' must be a non-empty list of {name, type, ...} entries, %s",
+                       describe(val, b, sizeof(b)));
+                continue;
+            }
+            if (!d->stages)
+                d->stages = walk_named_list(x, val, sizeof(*d->stages), walk_stage,
+                                            offsetof(wl_stage_cfg_t, name), "stage name",
+                                            &d->nstages);
+        } else if (!strcmp(k, "path_template")) {
+            if (get_str(x, k, val, &d->path_template) == 0 &&
+                (!strstr(d->path_template, "{id}") || d->path_template[0] == '/' ||
+                 strstr(d->path_template, "..")))
+                err_at(x, val,
+                       "'path_template' must be a relative path containing {id}, such as "
+                       "agent-{id}/");
+        } else if (!strcmp(k, "tls")) {
+            walk_dtls(x, val, d);
+        } else if (!strcmp(k, "auth_token_file")) {
+            get_str(x, k, val, &d->auth_token_file);
+        } else if (!strcmp(k, "allow_plaintext_credentials")) {
+            get_bool(x, k, val, &d->allow_plaintext_credentials);
+        } else if (!strcmp(k, "grpc_keepalive_interval")) {
+            if (get_duration(x, k, val, &d->keepalive_interval_ns) == 0 &&
+                d->keepalive_interval_ns < 100 * MS_NS)
+                err_at(x, val, "'grpc_keepalive_interval' must be at least 100ms");
+        } else if (!strcmp(k, "grpc_keepalive_timeout")) {
+            if (get_duration(x, k, val, &d->keepalive_timeout_ns) == 0 &&
+                d->keepalive_timeout_ns < 100 * MS_NS)
+                err_at(x, val, "'grpc_keepalive_timeout' must be at least 100ms");
+        } else if (!strcmp(k, "agent_ready_timeout")) {
+            get_duration(x, k, val, &d->agent_ready_timeout_ns);
+        } else if (!strcmp(k, "connect_timeout")) {
+            if (get_duration(x, k, val, &d->connect_timeout_ns) == 0 &&
+                (d->connect_timeout_ns < MS_NS || d->connect_timeout_ns > DAY_NS))
+                err_at(x, val, "'connect_timeout' must be between 1ms and 1 day");
+        } else {
+            unknown_key(x, kn, &ks);
+        }
+    }
+    if (nagents && !d->nagents && !x->nomem)
+        err_at(x, nagents, "'agents' is empty (leave it out to give agents with --agents)");
+    for (size_t j = 0; j < d->nagents; j++) {
+        const wl_agent_cfg_t *a = &d->agents[j];
+        if (a->tls_fingerprint && !d->tls)
+            d->tls = 1;
+    }
+}
+
+void wl_dist_free(wl_dist_cfg_t *d)
+{
+    for (size_t i = 0; i < d->nagents; i++) {
+        wl_agent_cfg_t *a = &d->agents[i];
+        free(a->address);
+        free(a->host);
+        free(a->id);
+        free(a->target_override);
+        free(a->tls_fingerprint);
+    }
+    free(d->agents);
+    for (size_t i = 0; i < d->nstages; i++) {
+        wl_stage_cfg_t *s = &d->stages[i];
+        free(s->name);
+        free(s->command);
+        for (size_t j = 0; j < s->nargs; j++)
+            free(s->args[j]);
+        free(s->args);
+    }
+    free(d->stages);
+    free(d->path_template);
+    free(d->tls_ca);
+    free(d->tls_fingerprint);
+    free(d->tls_server_name);
+    free(d->tls_client_cert);
+    free(d->tls_client_key);
+    free(d->auth_token_file);
+    memset(d, 0, sizeof(*d));
+}
+
+void wl_dist_defaults(wl_dist_cfg_t *d)
+{
+    memset(d, 0, sizeof(*d));
+    d->shared_filesystem = -1;
+    d->start_delay_ns = 2ULL * 1000000000ULL;
+    d->keepalive_interval_ns = 5ULL * 1000000000ULL;
+    d->keepalive_timeout_ns = 10ULL * 1000000000ULL;
+    d->agent_ready_timeout_ns = 120ULL * 1000000000ULL;
+    d->connect_timeout_ns = 5ULL * 1000000000ULL;
+}
+
 /* ---------------------------------------------------------------- top level ----------------- */
 
 static const char *const top_keys[] = {"target",   "duration", "concurrency",    "workload",
                                        "prepare",  "io_rate",  "error_handling", "perf_log",
-                                       "endpoint", "s3",       "http",           NULL};
-static const char *const top_unsup[] = {"distributed",
-                                        "multi_endpoint",
+                                       "endpoint", "s3",       "http",           "distributed",
+                                       NULL};
+static const char *const top_unsup[] = {"multi_endpoint",
                                         "range_engine",
                                         "page_cache_mode",
                                         "processes",
@@ -1753,6 +2220,8 @@ static void walk_top(ctx_t *x, const node_t *root, wl_config_t *c)
             walk_s3(x, v, c);
         } else if (!strcmp(k, "http")) {
             walk_http(x, v, c);
+        } else if (!strcmp(k, "distributed")) {
+            walk_distributed(x, v, c);
         } else {
             unknown_key(x, kn, &ks);
         }
@@ -1796,6 +2265,7 @@ void wl_config_defaults(wl_config_t *c)
     c->net.io_timeout_ns = 30ULL * 1000000000ULL;
     c->net.h2_max_streams = 100;
     c->net.h2_stream_window = 4ULL << 20;
+    wl_dist_defaults(&c->dist);
 }
 
 void wl_config_free(wl_config_t *c)
@@ -1814,6 +2284,7 @@ void wl_config_free(wl_config_t *c)
     free(c->net.endpoint);
     free(c->net.ca_bundle);
     free(c->prepare.ensure);
+    wl_dist_free(&c->dist);
     memset(c, 0, sizeof(*c));
 }
 
@@ -1983,4 +2454,156 @@ int wl_config_op_uri(const wl_config_t *c, const wl_op_cfg_t *op, char *out, siz
     if (n < 0 || (size_t)n >= len)
         return -EINVAL;
     return 0;
+}
+
+/* ---------------------------------------------------------------- per-agent view ------------ */
+
+/* Replaces the leading `from` of *u by `to` (both directory URIs). */
+static int rebase(char **u, const char *from, const char *to)
+{
+    size_t fl = strlen(from);
+    if (!*u || strncmp(*u, from, fl))
+        return 0;
+    char *n = NULL;
+    if (asprintf(&n, "%s%s", to, *u + fl) < 0)
+        return -ENOMEM;
+    free(*u);
+    *u = n;
+    return 0;
+}
+
+static int with_slash(const char *s, char **out)
+{
+    size_t l = strlen(s);
+    return asprintf(out, "%s%s", s, l && s[l - 1] == '/' ? "" : "/") < 0 ? -ENOMEM : 0;
+}
+
+int wl_config_apply_agent(wl_config_t *c, const char *target_override, uint32_t concurrency,
+                          const char *prefix)
+{
+    int rc = 0;
+    if (concurrency)
+        c->concurrency = concurrency;
+    /* Every directory a URI may live under, longest first, with its new place. */
+    size_t nd = c->prepare.nensure + 1;
+    char **from = calloc(nd, sizeof(char *)), **to = calloc(nd, sizeof(char *));
+    if (!from || !to) {
+        free(from);
+        free(to);
+        return -ENOMEM;
+    }
+    size_t k = 0;
+    if (c->target) {
+        if ((rc = with_slash(c->target, &from[k])) < 0)
+            goto out;
+        const char *t = target_override ? target_override : c->target;
+        if (prefix) {
+            char *b = NULL;
+            if ((rc = with_slash(t, &b)) < 0)
+                goto out;
+            rc = asprintf(&to[k], "%s%s", b, prefix) < 0 ? -ENOMEM : 0;
+            free(b);
+        } else {
+            rc = with_slash(t, &to[k]);
+        }
+        if (rc < 0)
+            goto out;
+        k++;
+    }
+    for (size_t i = 0; i < c->prepare.nensure; i++) {
+        if ((rc = with_slash(c->prepare.ensure[i].base_uri, &from[k])) < 0)
+            goto out;
+        /* a set under the target moves with it; one elsewhere gets the prefix itself */
+        char *moved = strdup(from[k]);
+        if (!moved || (k > 0 && c->target && (rc = rebase(&moved, from[0], to[0])) < 0)) {
+            free(moved);
+            rc = rc ? rc : -ENOMEM;
+            goto out;
+        }
+        if (prefix && (!c->target || strcmp(moved, from[k]) == 0)) {
+            char *p = NULL;
+            if (asprintf(&p, "%s%s", moved, prefix) < 0) {
+                free(moved);
+                rc = -ENOMEM;
+                goto out;
+            }
+            free(moved);
+            moved = p;
+        }
+        to[k++] = moved;
+    }
+    /* sort longest `from` first so the most specific directory wins */
+    for (size_t i = 1; i < k; i++)
+        for (size_t j = i; j > 0 && strlen(from[j]) > strlen(from[j - 1]); j--) {
+            char *t = from[j];
+            from[j] = from[j - 1];
+            from[j - 1] = t;
+            t = to[j];
+            to[j] = to[j - 1];
+            to[j - 1] = t;
+        }
+    for (size_t i = 0; i < c->nops; i++) {
+        if (!strstr(c->ops[i].path, "://"))
+            continue;
+        for (size_t j = 0; j < k; j++) {
+            size_t l = strlen(from[j]);
+            if (!strncmp(c->ops[i].path, from[j], l) ||
+                (strlen(c->ops[i].path) == l - 1 && !strncmp(c->ops[i].path, from[j], l - 1))) {
+                char *n = NULL;
+                const char *rest = strlen(c->ops[i].path) >= l ? c->ops[i].path + l : "";
+                if (asprintf(&n, "%s%s", to[j], rest) < 0) {
+                    rc = -ENOMEM;
+                    goto out;
+                }
+                free(c->ops[i].path);
+                c->ops[i].path = n;
+                break;
+            }
+        }
+    }
+    for (size_t i = 0; i < c->prepare.nensure; i++) {
+        char *b = c->prepare.ensure[i].base_uri, *w = NULL;
+        if ((rc = with_slash(b, &w)) < 0)
+            goto out;
+        for (size_t j = 0; j < k; j++)
+            if (!strcmp(w, from[j])) {
+                char *n = strdup(to[j]);
+                if (!n) {
+                    free(w);
+                    rc = -ENOMEM;
+                    goto out;
+                }
+                free(c->prepare.ensure[i].base_uri);
+                c->prepare.ensure[i].base_uri = n;
+                break;
+            }
+        free(w);
+    }
+    if (c->target) {
+        for (size_t j = 0; j < k; j++) {
+            char *w = NULL;
+            if ((rc = with_slash(c->target, &w)) < 0)
+                goto out;
+            int same = !strcmp(w, from[j]);
+            free(w);
+            if (same) {
+                char *n = strdup(to[j]);
+                if (!n) {
+                    rc = -ENOMEM;
+                    goto out;
+                }
+                free(c->target);
+                c->target = n;
+                break;
+            }
+        }
+    }
+out:
+    for (size_t i = 0; i < nd; i++) {
+        free(from[i]);
+        free(to[i]);
+    }
+    free(from);
+    free(to);
+    return rc;
 }

@@ -133,6 +133,10 @@ struct core_ctx {
     /* execute state that survives into cleanup */
     uint64_t *put_seq;   /* per op */
     uint64_t *set_hi;    /* per set: local partition entries still present (deleted from top) */
+    /* This core's share of prepared indices (and listed keys): k * stride + off for k = 0, 1, ...
+     * with stride = cores * agents and off = agent_index + agents * core index, so the agents of
+     * a distributed run split every set by index % agents and their cores split it further. */
+    uint64_t stride, off;
     uint64_t *list_cursor; /* per op: next local listed key for DELETE */
     uint32_t *inflight;  /* per op */
     dirstack_t *dirs;    /* per op (MKDIR) */
@@ -166,6 +170,8 @@ struct wl_run {
     dgdesc_t *dgs;
     int ndgs;
     uint64_t run_id;
+    uint64_t aindex, acount; /* this agent's share of prepared sets (1 agent: 0, 1) */
+    uint64_t duration_ns;    /* execute length: cfg->duration_ns unless wl_run_set_duration */
 
     /* control loop */
     uv_loop_t loop;
@@ -613,6 +619,13 @@ int wl_run_create(const wl_run_opts_t *o, wl_run_t **out)
     r->o = *o;
     r->cfg = o->cfg;
     if (!r->o.tick_ns) r->o.tick_ns = 1000000000ull;
+    r->acount = o->agent_count ? o->agent_count : 1;
+    r->aindex = o->agent_index;
+    if (r->aindex >= r->acount) {
+        free(r);
+        return -EINVAL;
+    }
+    r->duration_ns = o->cfg->duration_ns;
     r->ncores = rx_engine_ncores(o->engine);
     r->run_id = wl_mix64(o->seed ^ rx_wall_ns());
     atomic_init(&r->abort_flag, 0);
@@ -659,6 +672,8 @@ static int core_init(core_ctx_t *cc)
 {
     wl_run_t *r = cc->run;
     cc->loop = rx_core_loop(cc->core);
+    cc->stride = (uint64_t)r->ncores * r->acount;
+    cc->off = r->aindex + r->acount * (uint64_t)cc->idx;
     wl_rng_seed(&cc->rng, wl_mix64(r->o.seed + (uint64_t)cc->idx * 0x9e3779b97f4a7c15ull));
     wl_stats_init(&cc->total);
     wl_stats_init(&cc->interval);
@@ -674,8 +689,7 @@ static int core_init(core_ctx_t *cc)
         return -ENOMEM;
     for (int s = 0; s < r->nsets; s++) {
         uint64_t cnt = r->sets[s].cfg->count;
-        uint64_t n = (uint64_t)r->ncores;
-        cc->set_hi[s] = cnt > (uint64_t)cc->idx ? (cnt - (uint64_t)cc->idx + n - 1) / n : 0;
+        cc->set_hi[s] = cnt > cc->off ? (cnt - cc->off + cc->stride - 1) / cc->stride : 0;
     }
     for (int i = 0; i < r->nstores; i++) {
         char e[256];
@@ -805,13 +819,11 @@ static int op_available(core_ctx_t *cc, int i)
         return od->src == SRC_SINGLE || od->nkeys > 0;
     case WL_OP_DELETE:
         if (od->src == SRC_PREPARED) return cc->set_hi[od->set] > 0;
-        if (od->src == SRC_SINGLE) return cc->idx == 0 && cc->list_cursor[i] == 0;
+        if (od->src == SRC_SINGLE) return cc->off == 0 && cc->list_cursor[i] == 0;
         {
-            /* local share of the listed keys: k*ncores + idx */
-            uint64_t local = od->nkeys > (uint64_t)cc->idx
-                                 ? (od->nkeys - (uint64_t)cc->idx + (uint64_t)r->ncores - 1) /
-                                       (uint64_t)r->ncores
-                                 : 0;
+            /* local share of the listed keys: k*stride + off */
+            uint64_t local =
+                od->nkeys > cc->off ? (od->nkeys - cc->off + cc->stride - 1) / cc->stride : 0;
             return cc->list_cursor[i] < local;
         }
     case WL_OP_RMDIR: return cc->dirs[od->mkdir_op].n > 0;
@@ -869,7 +881,6 @@ static int build_exec(core_ctx_t *cc, slot_t *sl, int i)
 {
     wl_run_t *r = cc->run;
     opdesc_t *od = &r->ops[i];
-    uint64_t n = (uint64_t)r->ncores;
     sl->op = i;
     sl->kind = od->kind;
     sl->size = 0;
@@ -882,7 +893,7 @@ static int build_exec(core_ctx_t *cc, slot_t *sl, int i)
             uint64_t idx;
             if (sd->has_delete) {
                 uint64_t k = wl_rng_below(&cc->rng, cc->set_hi[od->set]);
-                idx = k * n + (uint64_t)cc->idx;
+                idx = k * cc->stride + cc->off;
             } else {
                 idx = wl_rng_below(&cc->rng, sd->cfg->count);
             }
@@ -896,13 +907,13 @@ static int build_exec(core_ctx_t *cc, slot_t *sl, int i)
     case WL_OP_DELETE:
         if (od->src == SRC_PREPARED) {
             uint64_t k = --cc->set_hi[od->set];
-            prepared_key("", k * n + (uint64_t)cc->idx, sl->key, sizeof(sl->key));
+            prepared_key("", k * cc->stride + cc->off, sl->key, sizeof(sl->key));
         } else if (od->src == SRC_SINGLE) {
             cc->list_cursor[i]++;
             snprintf(sl->key, sizeof(sl->key), "%s", od->prefix);
         } else {
             uint64_t k = cc->list_cursor[i]++;
-            snprintf(sl->key, sizeof(sl->key), "%s", od->keys[k * n + (uint64_t)cc->idx]);
+            snprintf(sl->key, sizeof(sl->key), "%s", od->keys[k * cc->stride + cc->off]);
         }
         break;
     case WL_OP_PUT: {
@@ -997,14 +1008,13 @@ static void batch_finish(slot_t *sl)
 static int build_item(core_ctx_t *cc, slot_t *sl)
 {
     wl_run_t *r = cc->run;
-    uint64_t n = (uint64_t)r->ncores;
     memset(&sl->req, 0, sizeof(sl->req));
     sl->op = -1;
     sl->nbatch = 0;
     if (cc->phase == WL_PHASE_PREPARE) {
         while (cc->item_set < r->nsets) {
             setdesc_t *sd = &r->sets[cc->item_set];
-            uint64_t idx = cc->item_k * n + (uint64_t)cc->idx;
+            uint64_t idx = cc->item_k * cc->stride + cc->off;
             if (idx >= sd->cfg->count) {
                 cc->item_set++;
                 cc->item_k = 0;
@@ -1043,7 +1053,7 @@ static int build_item(core_ctx_t *cc, slot_t *sl)
                 cc->item_k = 0;
                 continue;
             }
-            uint64_t idx = cc->item_k++ * n + (uint64_t)cc->idx;
+            uint64_t idx = cc->item_k++ * cc->stride + cc->off;
             sl->set = cc->item_set;
             sl->kind = WL_OP_DELETE;
             prepared_key("", idx, sl->key, sizeof(sl->key));
@@ -1055,7 +1065,7 @@ static int build_item(core_ctx_t *cc, slot_t *sl)
                 batch_add(sl, sl->key);
                 while (cc->item_k < cc->set_hi[cc->item_set]) {
                     char k[KEY_MAX];
-                    prepared_key("", cc->item_k * n + (uint64_t)cc->idx, k, sizeof(k));
+                    prepared_key("", cc->item_k * cc->stride + cc->off, k, sizeof(k));
                     if (!batch_add(sl, k)) break;
                     cc->item_k++;
                 }
@@ -1441,11 +1451,10 @@ static void core_phase_start(void *arg, int closing)
             cc->slots[i].retry_timer_init = 1;
         }
     }
-    uint64_t n = (uint64_t)r->ncores;
     if (ph == WL_PHASE_PREPARE) {
         for (int s = 0; s < r->nsets; s++) {
             const setdesc_t *sd = &r->sets[s];
-            for (uint64_t idx = (uint64_t)cc->idx; idx < sd->cfg->count; idx += n)
+            for (uint64_t idx = cc->off; idx < sd->cfg->count; idx += cc->stride)
                 if (!sd->exists || !sd->exists[idx]) cc->total_items++;
         }
     } else if (ph == WL_PHASE_CLEANUP) {
@@ -1465,7 +1474,7 @@ static void core_phase_start(void *arg, int closing)
             cc->pq_head = cc->pq_len = 0;
             cc->next_intended = cc->t_phase_start;
         }
-        uv_timer_start(&cc->deadline, deadline_fire, r->cfg->duration_ns / 1000000, 0);
+        uv_timer_start(&cc->deadline, deadline_fire, r->duration_ns / 1000000, 0);
     }
     if (ns == 0) {
         core_finish(cc);
@@ -1719,6 +1728,11 @@ int wl_run_execute(wl_run_t *r)
     }
     atomic_store(&r->errors, 0);
     return run_phase(r, WL_PHASE_EXECUTE);
+}
+
+void wl_run_set_duration(wl_run_t *r, uint64_t ns)
+{
+    r->duration_ns = ns ? ns : r->cfg->duration_ns;
 }
 
 int wl_run_cleanup(wl_run_t *r)

@@ -992,6 +992,161 @@ static void test_plan_net(void **state)
     wl_config_free(&c);
 }
 
+
+/* distributed: every key parsed, defaults, the agent address forms. */
+static void test_dist(void **state)
+{
+    (void)state;
+    wl_config_t c;
+    load_ok("target: s3://b/run/\n"
+            "endpoint: http://127.0.0.1:9000\n"
+            "workload: [{op: get, path: data/, weight: 1}]\n"
+            "distributed:\n"
+            "  agents:\n"
+            "    - {address: 'h1:7000', id: a1, target_override: 's3://b/other/',\n"
+            "       concurrency_override: 8, tls_fingerprint: 'sha256:AB'}\n"
+            "    - h2\n"
+            "    - {address: '[::1]:7762'}\n"
+            "  shared_filesystem: false\n"
+            "  start_delay: 500ms\n"
+            "  on_agent_failure: abort\n"
+            "  barrier: majority\n"
+            "  barrier_timeout: 1m\n"
+            "  path_template: 'agent-{id}/'\n"
+            "  tls: {ca: /ca.pem, server_name: agents, client_cert: /c.pem, client_key: /k.pem}\n"
+            "  auth_token_file: /tok\n"
+            "  allow_plaintext_credentials: true\n"
+            "  grpc_keepalive_interval: 1s\n"
+            "  grpc_keepalive_timeout: 3s\n"
+            "  agent_ready_timeout: 30s\n"
+            "  connect_timeout: 2s\n"
+            "  stages:\n"
+            "    - {name: p, type: prepare, expected_objects: 10}\n"
+            "    - {name: e, type: execute, duration: 5s, timeout: 1m, optional: true}\n"
+            "    - {name: sh, type: custom, command: /bin/echo, args: [a, b], order: 3}\n"
+            "    - {name: c, type: cleanup}\n",
+            &c);
+    const wl_dist_cfg_t *d = &c.dist;
+    assert_true(d->present);
+    assert_int_equal(d->nagents, 3);
+    assert_string_equal(d->agents[0].host, "h1");
+    assert_int_equal(d->agents[0].port, 7000);
+    assert_string_equal(d->agents[0].id, "a1");
+    assert_string_equal(d->agents[0].target_override, "s3://b/other/");
+    assert_int_equal(d->agents[0].concurrency_override, 8);
+    assert_string_equal(d->agents[0].tls_fingerprint, "sha256:AB");
+    assert_string_equal(d->agents[1].host, "h2");
+    assert_int_equal(d->agents[1].port, WL_AGENT_DEFAULT_PORT);
+    assert_string_equal(d->agents[1].id, "agent-2");
+    assert_string_equal(d->agents[2].host, "::1");
+    assert_int_equal(d->agents[2].port, 7762);
+    assert_int_equal(d->shared_filesystem, 0);
+    assert_int_equal(d->start_delay_ns, NS / 2);
+    assert_true(d->abort_on_agent_failure);
+    assert_int_equal(d->barrier, WL_BARRIER_MAJORITY);
+    assert_int_equal(d->barrier_timeout_ns, 60 * NS);
+    assert_true(d->tls);
+    assert_string_equal(d->tls_ca, "/ca.pem");
+    assert_string_equal(d->tls_server_name, "agents");
+    assert_string_equal(d->tls_client_key, "/k.pem");
+    assert_string_equal(d->auth_token_file, "/tok");
+    assert_true(d->allow_plaintext_credentials);
+    assert_int_equal(d->keepalive_interval_ns, NS);
+    assert_int_equal(d->keepalive_timeout_ns, 3 * NS);
+    assert_int_equal(d->agent_ready_timeout_ns, 30 * NS);
+    assert_int_equal(d->connect_timeout_ns, 2 * NS);
+    assert_int_equal(d->nstages, 4);
+    assert_int_equal(d->stages[0].type, WL_STAGE_PREPARE);
+    assert_int_equal(d->stages[0].expected_objects, 10);
+    assert_int_equal(d->stages[1].duration_ns, 5 * NS);
+    assert_int_equal(d->stages[1].timeout_ns, 60 * NS);
+    assert_true(d->stages[1].optional);
+    assert_string_equal(d->stages[2].command, "/bin/echo");
+    assert_int_equal(d->stages[2].nargs, 2);
+    assert_string_equal(d->stages[2].args[1], "b");
+    assert_int_equal(d->stages[3].type, WL_STAGE_CLEANUP);
+    wl_config_free(&c);
+
+    /* defaults; no distributed block */
+    load_ok("target: file:///tmp/x/\nworkload: [{op: get, path: a, weight: 1}]\n", &c);
+    assert_false(c.dist.present);
+    assert_int_equal(c.dist.shared_filesystem, -1);
+    assert_int_equal(c.dist.start_delay_ns, 2 * NS);
+    assert_int_equal(c.dist.keepalive_interval_ns, 5 * NS);
+    assert_int_equal(c.dist.keepalive_timeout_ns, 10 * NS);
+    wl_config_free(&c);
+
+    char host[64], err[200];
+    int port;
+    assert_int_equal(wl_agent_address_parse("10.0.0.1", host, sizeof(host), &port, err,
+                                            sizeof(err)), 0);
+    assert_string_equal(host, "10.0.0.1");
+    assert_int_equal(port, 7761);
+    assert_int_equal(wl_agent_address_parse("::1", host, sizeof(host), &port, err, sizeof(err)),
+                     0);
+    assert_string_equal(host, "::1");
+    assert_int_equal(port, 7761);
+    assert_int_equal(wl_agent_address_parse("[fe80::1]", host, sizeof(host), &port, err,
+                                            sizeof(err)), 0);
+    assert_string_equal(host, "fe80::1");
+    assert_int_equal(wl_agent_address_parse("h:0", host, sizeof(host), &port, err, sizeof(err)),
+                     -EINVAL);
+    assert_int_equal(wl_agent_address_parse("h:x", host, sizeof(host), &port, err, sizeof(err)),
+                     -EINVAL);
+    assert_int_equal(wl_agent_address_parse(":80", host, sizeof(host), &port, err, sizeof(err)),
+                     -EINVAL);
+    assert_int_equal(wl_agent_address_parse("", host, sizeof(host), &port, err, sizeof(err)),
+                     -EINVAL);
+    assert_int_equal(wl_agent_address_parse("a b:1", host, sizeof(host), &port, err,
+                                            sizeof(err)), -EINVAL);
+}
+
+/* One agent's view: overrides and the per-agent prefix move targets, sets and absolute paths. */
+static void test_apply_agent(void **state)
+{
+    (void)state;
+    static const char yaml[] = "target: file:///d/run/\n"
+                               "concurrency: 4\n"
+                               "prepare:\n"
+                               "  ensure_objects:\n"
+                               "    - {base_uri: 'file:///d/run/data/', count: 10}\n"
+                               "    - {base_uri: 'file:///elsewhere', count: 10}\n"
+                               "workload:\n"
+                               "  - {op: get, path: 'file:///d/run/data/', weight: 1}\n"
+                               "  - {op: get, path: 'file:///elsewhere/', weight: 1}\n"
+                               "  - {op: put, path: 'new/', weight: 1, object_size: 1}\n"
+                               "  - {op: stat, path: 'file:///other/x', weight: 1}\n";
+    wl_config_t c;
+    load_ok(yaml, &c);
+    assert_int_equal(wl_config_apply_agent(&c, NULL, 0, "agent-a1/"), 0);
+    assert_string_equal(c.target, "file:///d/run/agent-a1/");
+    assert_int_equal(c.concurrency, 4);
+    assert_string_equal(c.prepare.ensure[0].base_uri, "file:///d/run/agent-a1/data/");
+    assert_string_equal(c.prepare.ensure[1].base_uri, "file:///elsewhere/agent-a1/");
+    assert_string_equal(c.ops[0].path, "file:///d/run/agent-a1/data/");
+    assert_string_equal(c.ops[1].path, "file:///elsewhere/agent-a1/");
+    assert_string_equal(c.ops[2].path, "new/");
+    assert_string_equal(c.ops[3].path, "file:///other/x");
+    wl_config_free(&c);
+
+    load_ok(yaml, &c);
+    assert_int_equal(wl_config_apply_agent(&c, "file:///mnt/b", 32, NULL), 0);
+    assert_string_equal(c.target, "file:///mnt/b/");
+    assert_int_equal(c.concurrency, 32);
+    assert_string_equal(c.prepare.ensure[0].base_uri, "file:///mnt/b/data/");
+    assert_string_equal(c.prepare.ensure[1].base_uri, "file:///elsewhere/");
+    assert_string_equal(c.ops[0].path, "file:///mnt/b/data/");
+    assert_string_equal(c.ops[3].path, "file:///other/x");
+    wl_config_free(&c);
+
+    load_ok(yaml, &c);
+    assert_int_equal(wl_config_apply_agent(&c, "file:///mnt/b/", 0, "agent-x/"), 0);
+    assert_string_equal(c.target, "file:///mnt/b/agent-x/");
+    assert_string_equal(c.prepare.ensure[0].base_uri, "file:///mnt/b/agent-x/data/");
+    assert_string_equal(c.prepare.ensure[1].base_uri, "file:///elsewhere/agent-x/");
+    wl_config_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1000,7 +1155,8 @@ int main(void)
         cmocka_unit_test(test_diag_api), cmocka_unit_test(test_corpus),
         cmocka_unit_test(test_sizes),    cmocka_unit_test(test_plan),
         cmocka_unit_test(test_net),      cmocka_unit_test(test_net_errors),
-        cmocka_unit_test(test_plan_net),
+        cmocka_unit_test(test_plan_net), cmocka_unit_test(test_dist),
+        cmocka_unit_test(test_apply_agent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,7 +4,7 @@
  * in one pass as a diagnostic "file:line:col: message" (with "did you mean 'x'?" for near misses),
  * and the config is usable only when no diagnostic was produced. Keys of the original schema that
  * this build does not implement yet (distributed, multi_endpoint, range_engine, ...) are errors
- * that say so, never silently ignored.
+ * that say so, never silently ignored. The `distributed:` block is parsed into cfg->dist.
  *
  * Ownership: wl_config_t owns every string and array in it; free with wl_config_free().
  * Thread-safety: a loaded config is immutable and may be read from any thread.
@@ -139,6 +139,82 @@ typedef struct wl_net_cfg {
     uint64_t h2_conn_window;      /* http.h2_conn_window (default 4 x stream window) */
 } wl_net_cfg_t;
 
+/* `distributed:` — read by the controller; agents parse it too (it must be valid) but act only on
+ * what the controller sends them. */
+typedef enum wl_stage_type {
+    WL_STAGE_PREPARE = 1, /* values match proto StageType */
+    WL_STAGE_EXECUTE = 2,
+    WL_STAGE_CLEANUP = 3,
+    WL_STAGE_CUSTOM = 4,
+} wl_stage_type_t;
+
+typedef enum wl_barrier_rule {
+    WL_BARRIER_BEST_EFFORT = 0, /* default: every agent still in the run reached it */
+    WL_BARRIER_ALL_OR_NOTHING,  /* every agent reached it and none failed, else abort */
+    WL_BARRIER_MAJORITY,        /* more than half of all agents reached it */
+} wl_barrier_rule_t;
+
+typedef struct wl_stage_cfg {
+    char *name;
+    wl_stage_type_t type;
+    uint64_t duration_ns;   /* execute: 0 = the top-level duration */
+    char *command;          /* custom */
+    char **args;            /* custom */
+    size_t nargs;
+    uint64_t timeout_ns;    /* 0 = none */
+    int optional;
+    uint64_t expected_objects;
+    int line, col;
+} wl_stage_cfg_t;
+
+typedef struct wl_agent_cfg {
+    char *address;          /* as written */
+    char *host;             /* without brackets */
+    int port;               /* default WL_AGENT_DEFAULT_PORT */
+    char *id;               /* default "agent-<n>" (1-based position) */
+    char *target_override;  /* NULL = none */
+    uint32_t concurrency_override; /* 0 = none */
+    char *tls_fingerprint;  /* per-agent pin (overrides distributed.tls.fingerprint) */
+    int line, col;
+} wl_agent_cfg_t;
+
+#define WL_AGENT_DEFAULT_PORT 7761
+
+typedef struct wl_dist_cfg {
+    int present;
+    wl_agent_cfg_t *agents;
+    size_t nagents;
+    int shared_filesystem;        /* -1 = not given: true for s3/az/gs targets, else false */
+    uint64_t start_delay_ns;      /* default 2 s */
+    int abort_on_agent_failure;   /* on_agent_failure: abort (default continue) */
+    wl_barrier_rule_t barrier;    /* barrier: rule applied at every stage end */
+    uint64_t barrier_timeout_ns;  /* barrier_timeout: default 0 = none */
+    wl_stage_cfg_t *stages;       /* NULL = prepare (if any), execute, cleanup (if any) */
+    size_t nstages;
+    char *path_template;          /* default "agent-{id}/" (shared_filesystem false) */
+    /* tls: */
+    int tls;                      /* tls.enabled, or implied by ca/fingerprint */
+    char *tls_ca;                 /* tls.ca: PEM file to verify agents against */
+    char *tls_fingerprint;        /* tls.fingerprint: SHA-256 pin for every agent */
+    char *tls_server_name;        /* tls.server_name (default "sai3bench-agent" with ca) */
+    char *tls_client_cert, *tls_client_key; /* mutual TLS */
+    char *auth_token_file;
+    int allow_plaintext_credentials;
+    uint64_t keepalive_interval_ns; /* grpc_keepalive_interval, default 5 s */
+    uint64_t keepalive_timeout_ns;  /* grpc_keepalive_timeout, default 10 s */
+    uint64_t agent_ready_timeout_ns;/* default 120 s */
+    uint64_t connect_timeout_ns;    /* connect_timeout, default 5 s */
+    int line, col;
+} wl_dist_cfg_t;
+
+/* Parses "host:port", "host" (default port), "[v6]:port", "[v6]", "v6::addr" (no port). Writes the
+ * host without brackets. Returns 0 or -EINVAL (err explains). */
+int wl_agent_address_parse(const char *s, char *host, size_t hostlen, int *port, char *err,
+                           size_t errlen);
+
+void wl_dist_defaults(wl_dist_cfg_t *d);
+void wl_dist_free(wl_dist_cfg_t *d);
+
 typedef struct wl_config {
     char *source;         /* file name used in diagnostics */
     char *target;         /* may be NULL */
@@ -151,6 +227,7 @@ typedef struct wl_config {
     wl_errh_cfg_t errh;
     wl_perf_log_cfg_t perf_log;
     wl_net_cfg_t net;
+    wl_dist_cfg_t dist;
 } wl_config_t;
 
 typedef struct wl_diag {
@@ -176,6 +253,14 @@ int wl_config_load_file(const char *path, wl_config_t *c, wl_diags_t *d);
 int wl_config_load_string(const char *source, const char *text, size_t len, wl_config_t *c,
                           wl_diags_t *d);
 void wl_config_free(wl_config_t *c);
+
+/* Turns the config into one agent's view of it: concurrency (0 = keep) replaces `concurrency`;
+ * target_override (NULL = none) replaces `target`, and prepared sets and absolute op paths under
+ * the old target move with it; prefix (NULL = none; e.g. "agent-a1/", ends with '/') is appended
+ * to the target and to every prepared set's base_uri, and absolute op paths under any of them
+ * follow. Returns 0 or -ENOMEM (the config is then partly rewritten: free it). */
+int wl_config_apply_agent(wl_config_t *c, const char *target_override, uint32_t concurrency,
+                          const char *prefix);
 
 /* Resolves an op path against target into a full URI. Returns 0 or -EINVAL. */
 int wl_config_op_uri(const wl_config_t *c, const wl_op_cfg_t *op, char *out, size_t len);

@@ -49,6 +49,10 @@ typedef struct wl_run_opts {
     rx_engine_t *engine;      /* borrowed, started */
     uint64_t seed;            /* data seed: mix of time, pid, agent id */
     uint64_t tick_ns;         /* default 1 s */
+    /* Distributed runs: this agent handles the prepared objects (create, delete, DELETE ops on
+     * prepared sets, DELETE of listed keys) whose index % agent_count == agent_index; GET/STAT
+     * still pick from the whole set. agent_count 0 means 1; agent_index >= count is -EINVAL. */
+    uint32_t agent_index, agent_count;
     wl_run_cb_t cb;
 } wl_run_opts_t;
 
@@ -65,6 +69,8 @@ int wl_run_create(const wl_run_opts_t *o, wl_run_t **out);
 int wl_run_prepare(wl_run_t *r);
 /* Runs the weighted mix for cfg->duration (or until abort). */
 int wl_run_execute(wl_run_t *r);
+/* Length of the next execute phases (a distributed stage's `duration`); 0 = cfg->duration. */
+void wl_run_set_duration(wl_run_t *r, uint64_t ns);
 /* Removes prepared objects and the objects/dirs the execute phase created. */
 int wl_run_cleanup(wl_run_t *r);
 /* Async-signal-safe and thread-safe: stops the running phase; in-flight ops finish. */
