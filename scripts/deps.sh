@@ -13,6 +13,8 @@ PKGS=(
   # test servers and cross-checks: S3 (npm s3rver, needs node/npm), nginx (HTTP/1.1, h2c, h2),
   # Debian's AWS CLI v2 at /usr/bin/aws, openssl for test certificates
   nginx awscli openssl curl
+  # gRPC interop peer (Debian's grpcio, used with /usr/bin/python3) and network namespaces
+  python3-grpcio python3-grpc-tools python3-protobuf iproute2
   # benchmark comparison
   fio wrk nghttp2-client
 )
