@@ -11,12 +11,15 @@
 #include "sto/err.h"
 #include "sto/s3xml.h"
 #include "wl/err.h"
+#include "wl/units.h"
 
 static const char usage[] =
     "usage: sai3bench-ctl [-v|-vv|-vvv] [--cores N] <command> [options]\n"
     "\n"
     "commands:\n"
-    "  run --config FILE     run a workload in-process (prepare -> execute -> cleanup)\n"
+    "  run --config FILE     run a workload (prepare -> execute -> cleanup): in-process, or on\n"
+    "                        sai3bench-agent hosts when the config has a distributed: block or\n"
+    "                        --agents is given\n"
     "      --dry-run           print the resolved plan and exit (same as validate)\n"
     "      --prepare-only      only create the prepared objects\n"
     "      --skip-prepare      do not run prepare (objects must exist)\n"
@@ -24,7 +27,15 @@ static const char usage[] =
     "      --cleanup-only      only delete the prepared objects of the config\n"
     "      --results-dir DIR   create the results directory under DIR (default .)\n"
     "      --tsv-name NAME     use NAME instead of the config file stem in the directory name\n"
-    "  validate --config FILE  check the config and print the resolved plan\n"
+    "      --agents LIST       distributed: agents host:port,host:port (ids agent-1..N);\n"
+    "                          replaces distributed.agents of the config\n"
+    "      --agent-ca FILE     distributed: TLS, verify the agents against this CA file\n"
+    "      --tls               distributed: TLS (trust from distributed.tls or the system CAs)\n"
+    "      --start-delay DUR   distributed: delay before synchronized starts (default 2s)\n"
+    "  validate --config FILE  check the config and print the resolved plan (with a\n"
+    "                        distributed: block or --agents: also the agents and stages)\n"
+    "  ping [--config FILE | --agents LIST] [--agent-ca FILE] [--tls]\n"
+    "                        check that the agents answer: version, host, cores, state, clock\n"
     "  util ls|stat|get|put|rm|health URI [options]\n"
     "                        storage utilities on any URI ('sai3bench-ctl util --help')\n"
     "  version               print the version\n"
@@ -34,7 +45,9 @@ static const char usage[] =
     "  --cores N             reactor cores (threads, one libuv loop each); default: all CPUs\n"
     "  -h, --help            this text\n"
     "\n"
-    "exit status: 0 ok, 1 run failed, 2 bad usage or config, 130 interrupted\n";
+    "exit status: 0 ok, 1 run failed (distributed: any agent failed, lost or unreachable),\n"
+    "             2 bad usage or config, 130 interrupted\n"
+    "environment: SAI3_AUTH_TOKEN  token sent to agents (else distributed.auth_token_file)\n";
 
 static int bad(const char *fmt, const char *arg)
 {
@@ -116,6 +129,20 @@ int main(int argc, char **argv)
         } else if (IS("--tsv-name")) {
             NEED_VAL();
             o.tsv_name = val;
+        } else if (IS("--agents")) {
+            NEED_VAL();
+            o.agents = val;
+        } else if (IS("--agent-ca")) {
+            NEED_VAL();
+            o.agent_ca = val;
+        } else if (strcmp(a, "--tls") == 0) {
+            o.tls = 1;
+        } else if (IS("--start-delay")) {
+            NEED_VAL();
+            char e[160];
+            if (wl_parse_duration_ns(val, &o.start_delay_ns, e, sizeof(e)) != 0)
+                return bad("--start-delay: %s", e);
+            o.start_delay_set = 1;
         } else if (a[0] == '-') {
             return bad("unknown option '%s'", a);
         } else if (!cmd && strcmp(a, "util") == 0) {
@@ -142,15 +169,23 @@ int main(int argc, char **argv)
         return 0;
     }
     int is_run = strcmp(cmd, "run") == 0, is_validate = strcmp(cmd, "validate") == 0;
+    if (strcmp(cmd, "ping") == 0) {
+        if (!o.config && !o.agents) return bad("%s", "ping needs --agents LIST or --config FILE");
+        if (o.dry_run || o.prepare_only || o.skip_prepare || o.no_cleanup || o.cleanup_only ||
+            o.start_delay_set || o.tsv_name)
+            return bad("%s", "ping takes only --config, --agents, --agent-ca and --tls");
+        ctl_console_init(o.verbose);
+        return ctl_cmd_ping(&o);
+    }
     if (!is_run && !is_validate)
-        return bad("unknown command '%s' (commands: run, validate, util, version)", cmd);
+        return bad("unknown command '%s' (commands: run, validate, ping, util, version)", cmd);
     if (!o.config) return bad("%s needs --config FILE", cmd);
     if (o.prepare_only + o.skip_prepare + o.cleanup_only > 1 ||
         (o.cleanup_only && o.no_cleanup))
         return bad("%s", "--prepare-only, --skip-prepare and --cleanup-only exclude each other "
                          "(and --cleanup-only excludes --no-cleanup)");
     if (is_validate && (o.prepare_only || o.skip_prepare || o.no_cleanup || o.cleanup_only))
-        return bad("%s", "validate takes only --config (and --cores)");
+        return bad("%s", "validate takes only --config, --cores and the distributed options");
     ctl_console_init(o.verbose);
     if (is_validate || o.dry_run) return ctl_cmd_validate(&o);
     return ctl_cmd_run(&o);

@@ -66,6 +66,12 @@ int ctl_cmd_validate(const ctl_opts_t *o)
     char *plan = wl_plan_format(&cfg, effective_cores(o));
     if (plan) {
         fputs(plan, stdout);
+        /* a distributed config also shows its agents and stages; no network is touched */
+        if (ctl_dist_wanted(o, &cfg) && (rc = ctl_dist_validate(o, &cfg)) != 0) {
+            free(plan);
+            wl_config_free(&cfg);
+            return rc;
+        }
         printf("Config OK: %s\n", o->config);
     }
     free(plan);
@@ -91,7 +97,7 @@ static const char *stage_label(wl_phase_t p)
     return n[p];
 }
 
-static void fmt_count(uint64_t v, char *buf, size_t len)
+void ctl_fmt_count(uint64_t v, char *buf, size_t len)
 {
     char tmp[32];
     int n = snprintf(tmp, sizeof(tmp), "%" PRIu64, v);
@@ -113,34 +119,34 @@ static void print_errkinds(const wl_opstats_t *os, const char *label)
     if (os->err_other) ctl_out("  %-6s   other errors x%" PRIu64, label, os->err_other);
 }
 
-/* The error kinds of a prepare or cleanup phase, labelled by op. */
-static void print_phase_errors(const wl_stats_t *st)
+void ctl_print_phase_errors(const wl_stats_t *st)
 {
     for (int o = 0; o < WL_OP__COUNT; o++)
         if (st->op[o].errors) print_errkinds(&st->op[o], wl_op_name((wl_op_kind_t)o));
 }
 
-static void print_live(runctx_t *rc, const wl_tick_t *t)
+void ctl_print_live(const wl_stats_t *live, uint64_t live_ns, uint64_t elapsed_ns,
+                    const int classes_used[WL_CLASS__COUNT], const char *suffix)
 {
-    double secs = (double)rc->live_ns / 1e9;
+    double secs = (double)live_ns / 1e9;
     if (secs <= 0) return;
     char line[1024];
-    size_t n = (size_t)snprintf(line, sizeof(line), "[%4.0fs]", (double)t->elapsed_ns / 1e9);
+    size_t n = (size_t)snprintf(line, sizeof(line), "[%4.0fs]", (double)elapsed_ns / 1e9);
     for (int c = 0; c < WL_CLASS__COUNT; c++) {
-        if (!rc->classes_used[c]) continue;
+        if (!classes_used[c]) continue;
         wl_hist_t h;
         wl_hist_init(&h);
-        wl_stats_class_hist(&rc->live, (wl_class_t)c, -1, &h);
-        uint64_t ops = wl_stats_class_ops(&rc->live, (wl_class_t)c, -1);
-        uint64_t bytes = wl_stats_class_bytes(&rc->live, (wl_class_t)c, -1);
+        wl_stats_class_hist(live, (wl_class_t)c, -1, &h);
+        uint64_t ops = wl_stats_class_ops(live, (wl_class_t)c, -1);
+        uint64_t bytes = wl_stats_class_bytes(live, (wl_class_t)c, -1);
         char p50[32], p99[32], ops_s[32];
         wl_fmt_ns(wl_hist_quantile(&h, 0.5), p50, sizeof(p50));
         wl_fmt_ns(wl_hist_quantile(&h, 0.99), p99, sizeof(p99));
-        fmt_count((uint64_t)((double)ops / secs + 0.5), ops_s, sizeof(ops_s));
+        ctl_fmt_count((uint64_t)((double)ops / secs + 0.5), ops_s, sizeof(ops_s));
         char mibs[32] = "";
         if (c != WL_CLASS_META)
             snprintf(mibs, sizeof(mibs), " %.1f MiB/s", (double)bytes / 1048576.0 / secs);
-        uint64_t errs = wl_stats_class_errors(&rc->live, (wl_class_t)c);
+        uint64_t errs = wl_stats_class_errors(live, (wl_class_t)c);
         n += (size_t)snprintf(line + n, sizeof(line) - n, "%s %s %s/s%s p50 %s p99 %s err %" PRIu64,
                               n > 8 ? " |" : "", wl_class_name((wl_class_t)c), ops_s, mibs, p50,
                               p99, errs);
@@ -149,7 +155,7 @@ static void print_live(runctx_t *rc, const wl_tick_t *t)
             const wl_errcount_t *top = NULL;
             for (int o = 0; o < WL_OP__COUNT; o++) {
                 if (wl_op_class((wl_op_kind_t)o) != (wl_class_t)c) continue;
-                const wl_opstats_t *os = &rc->live.op[o];
+                const wl_opstats_t *os = &live->op[o];
                 for (int k = 0; k < WL_ERRKINDS && os->errk[k].code; k++)
                     if (!top || os->errk[k].n > top->n) top = &os->errk[k];
             }
@@ -160,7 +166,32 @@ static void print_live(runctx_t *rc, const wl_tick_t *t)
         wl_hist_free(&h);
         if (n >= sizeof(line)) break;
     }
+    if (suffix && n < sizeof(line)) snprintf(line + n, sizeof(line) - n, "%s", suffix);
     ctl_out("%s", line);
+}
+
+void ctl_print_progress(const char *phase, uint64_t done, uint64_t total, uint64_t ops,
+                        uint64_t live_ns)
+{
+    if (!total) return;
+    double pct = 100.0 * (double)done / (double)total;
+    double rate = live_ns ? (double)ops / ((double)live_ns / 1e9) : 0;
+    uint64_t left = total > done ? total - done : 0;
+    double eta = rate > 0 ? (double)left / rate : 0;
+    char dn[32], tot[32];
+    ctl_fmt_count(done, dn, sizeof(dn));
+    ctl_fmt_count(total, tot, sizeof(tot));
+    if (ctl_console_is_tty()) {
+        char bar[31];
+        int fill = (int)(pct * 30 / 100);
+        for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '-';
+        bar[30] = 0;
+        ctl_status("%s [%s] %s/%s objects (%.1f%%) %.0f ops/s ETA %.0fs", phase, bar, dn, tot,
+                   pct, rate, eta);
+    } else {
+        ctl_status("%s: %s/%s objects (%.1f%%) %.0f ops/s ETA %.0fs", phase, dn, tot, pct, rate,
+                   eta);
+    }
 }
 
 static void on_tick(void *ud, const wl_tick_t *t)
@@ -174,26 +205,10 @@ static void on_tick(void *ud, const wl_tick_t *t)
     rc->live_ns += t->interval_ns;
     if (rc->live_ns < 900000000ull) return; /* ticks jitter around 1 s */
     if (t->phase == WL_PHASE_EXECUTE) {
-        print_live(rc, t);
+        ctl_print_live(&rc->live, rc->live_ns, t->elapsed_ns, rc->classes_used, NULL);
     } else if (t->total) {
-        double pct = 100.0 * (double)t->done / (double)t->total;
-        double rate = (double)wl_stats_total_ops(&rc->live) / ((double)rc->live_ns / 1e9);
-        uint64_t left = t->total > t->done ? t->total - t->done : 0;
-        double eta = rate > 0 ? (double)left / rate : 0;
-        char done[32], total[32];
-        fmt_count(t->done, done, sizeof(done));
-        fmt_count(t->total, total, sizeof(total));
-        if (ctl_console_is_tty()) {
-            char bar[31];
-            int fill = (int)(pct * 30 / 100);
-            for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '-';
-            bar[30] = 0;
-            ctl_status("%s [%s] %s/%s objects (%.1f%%) %.0f ops/s ETA %.0fs",
-                       wl_phase_name(t->phase), bar, done, total, pct, rate, eta);
-        } else {
-            ctl_status("%s: %s/%s objects (%.1f%%) %.0f ops/s ETA %.0fs", wl_phase_name(t->phase),
-                       done, total, pct, rate, eta);
-        }
+        ctl_print_progress(wl_phase_name(t->phase), t->done, t->total,
+                           wl_stats_total_ops(&rc->live), rc->live_ns);
     }
     wl_stats_reset(&rc->live);
     rc->live_ns = 0;
@@ -210,7 +225,7 @@ static void on_message(void *ud, rx_log_level_t level, const char *text)
 
 /* ------------------------------------------------------------------ summary -------------- */
 
-static void print_summary(const char *title, const wl_stats_t *s, uint64_t wall_ns, int open_loop)
+void ctl_print_summary(const char *title, const wl_stats_t *s, uint64_t wall_ns, int open_loop)
 {
     double secs = (double)wall_ns / 1e9;
     ctl_out("%s (%.2f s):", title, secs);
@@ -223,7 +238,7 @@ static void print_summary(const char *title, const wl_stats_t *s, uint64_t wall_
         wl_hist_init(&h);
         wl_stats_op_hist(s, (wl_op_kind_t)o, -1, &h);
         char cnt[32], mean[24], p50[24], p90[24], p99[24], p999[24], mx[24];
-        fmt_count(ops, cnt, sizeof(cnt));
+        ctl_fmt_count(ops, cnt, sizeof(cnt));
         wl_fmt_ns((uint64_t)wl_hist_mean(&h), mean, sizeof(mean));
         wl_fmt_ns(wl_hist_quantile(&h, 0.5), p50, sizeof(p50));
         wl_fmt_ns(wl_hist_quantile(&h, 0.9), p90, sizeof(p90));
@@ -249,7 +264,7 @@ static void print_summary(const char *title, const wl_stats_t *s, uint64_t wall_
 
 /* ------------------------------------------------------------------ run ------------------ */
 
-static void config_stem(const char *path, char *out, size_t len)
+void ctl_config_stem(const char *path, char *out, size_t len)
 {
     char tmp[PATH_MAX];
     snprintf(tmp, sizeof(tmp), "%s", path);
@@ -264,6 +279,12 @@ int ctl_cmd_run(const ctl_opts_t *o)
     wl_config_t cfg;
     int rc = ctl_load_config(o->config, &cfg);
     if (rc) return rc;
+    if (ctl_dist_wanted(o, &cfg)) {
+        /* agents run the workload; this process only drives them */
+        rc = ctl_dist_run(o, &cfg);
+        wl_config_free(&cfg);
+        return rc;
+    }
     sto_err_register();
     wl_err_register();
 
@@ -273,7 +294,7 @@ int ctl_cmd_run(const ctl_opts_t *o)
     if (o->tsv_name)
         snprintf(stem, sizeof(stem), "%s", o->tsv_name);
     else
-        config_stem(o->config, stem, sizeof(stem));
+        ctl_config_stem(o->config, stem, sizeof(stem));
     rc = wl_results_dir_create(o->results_parent, stem, dir, sizeof(dir));
     if (rc) {
         fprintf(stderr, "cannot create the results directory under %s: %s\n", o->results_parent,
@@ -350,7 +371,7 @@ int ctl_cmd_run(const ctl_opts_t *o)
         uint64_t total = 0;
         for (size_t i = 0; i < cfg.prepare.nensure; i++) total += cfg.prepare.ensure[i].count;
         char tc[32];
-        fmt_count(total, tc, sizeof(tc));
+        ctl_fmt_count(total, tc, sizeof(tc));
         ctl_out("Prepare: ensuring %s objects in %zu set%s", tc, cfg.prepare.nensure,
                 cfg.prepare.nensure == 1 ? "" : "s");
         rc = wl_run_prepare(run);
@@ -359,13 +380,13 @@ int ctl_cmd_run(const ctl_opts_t *o)
         wl_stats_reset(&rc_.live);
         const wl_prepare_summary_t *ps = wl_run_prepare_summary(run);
         char cr[32], ex[32], by[32];
-        fmt_count(ps->created, cr, sizeof(cr));
-        fmt_count(ps->existed, ex, sizeof(ex));
+        ctl_fmt_count(ps->created, cr, sizeof(cr));
+        ctl_fmt_count(ps->existed, ex, sizeof(ex));
         wl_fmt_bytes(ps->bytes_created, by, sizeof(by));
         ctl_out("Prepare: %s created (%s), %s already present, %" PRIu64 " failed attempts, %.2f s",
                 cr, by, ex, ps->failed, (double)ps->wall_ns / 1e9);
         const wl_stats_t *st = wl_run_stats(run, WL_PHASE_PREPARE);
-        if (st) print_phase_errors(st);
+        if (st) ctl_print_phase_errors(st);
         if (st && wl_stats_total_ops(st)) {
             snprintf(path, sizeof(path), "%s/prepare_results.tsv", dir);
             if (wl_results_write_tsv_file(path, st, wl_run_wall_ns(run, WL_PHASE_PREPARE), 1))
@@ -380,7 +401,7 @@ int ctl_cmd_run(const ctl_opts_t *o)
         rc = wl_run_execute(run);
         const wl_stats_t *st = wl_run_stats(run, WL_PHASE_EXECUTE);
         if (st) {
-            print_summary("Execute results", st, wl_run_wall_ns(run, WL_PHASE_EXECUTE),
+            ctl_print_summary("Execute results", st, wl_run_wall_ns(run, WL_PHASE_EXECUTE),
                           cfg.io_rate.present && cfg.io_rate.iops > 0);
         }
         if (rc) goto phase_failed;
@@ -396,11 +417,11 @@ int ctl_cmd_run(const ctl_opts_t *o)
         const wl_stats_t *st = wl_run_stats(run, WL_PHASE_CLEANUP);
         if (st) {
             char n[32];
-            fmt_count(wl_stats_ops(st, WL_OP_DELETE) + wl_stats_ops(st, WL_OP_RMDIR), n,
+            ctl_fmt_count(wl_stats_ops(st, WL_OP_DELETE) + wl_stats_ops(st, WL_OP_RMDIR), n,
                       sizeof(n));
             ctl_out("Cleanup: %s removed, %" PRIu64 " errors, %.2f s", n,
                     wl_stats_total_errors(st), (double)wl_run_wall_ns(run, WL_PHASE_CLEANUP) / 1e9);
-            print_phase_errors(st);
+            ctl_print_phase_errors(st);
         }
         if (rc) goto phase_failed;
     }
