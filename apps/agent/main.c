@@ -141,6 +141,20 @@ static void on_signal(uv_signal_t *h, int sig)
                  on_idle, a);
 }
 
+/* Start-up failed after the loop existed: close what was made (the agent, the server, the loop)
+ * so that nothing is left behind, and exit 1. */
+static int fail_exit(app_t *a, rx_tls_ctx_t *tctx)
+{
+    if (a->agt)
+        agt_destroy(a->agt);
+    if (a->srv)
+        rpc_server_close(a->srv, NULL, NULL);
+    uv_run(&a->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&a->loop);
+    rx_tls_ctx_destroy(tctx);
+    return 1;
+}
+
 /* ---------------------------------------------------------------- TLS material ----------- */
 
 static int mkdirs(const char *path, mode_t mode)
@@ -329,7 +343,6 @@ int main(int argc, char **argv)
 
     app_t app;
     memset(&app, 0, sizeof(app));
-    uv_loop_init(&app.loop);
     rpc_server_opts_t so;
     rpc_server_opts_init(&so);
     so.keepalive_interval_ns = o.keepalive_interval_ns;
@@ -383,14 +396,19 @@ int main(int argc, char **argv)
         so.stream.tls = 1;
         so.stream.tls_ctx = tctx;
     }
-    int rc = rpc_server_create(&app.loop, &so, &app.srv);
+    int rc = uv_loop_init(&app.loop);
     if (rc) {
-        fprintf(stderr, "sai3bench-agent: cannot create the server: %s\n", rpc_strerror(rc));
+        fprintf(stderr, "sai3bench-agent: cannot create the event loop: %s\n", uv_strerror(rc));
+        rx_tls_ctx_destroy(tctx);
         return 1;
+    }
+    if ((rc = rpc_server_create(&app.loop, &so, &app.srv)) != 0) {
+        fprintf(stderr, "sai3bench-agent: cannot create the server: %s\n", rpc_strerror(rc));
+        return fail_exit(&app, tctx);
     }
     if ((rc = agt_create(&app.loop, app.srv, &o, &app.agt)) != 0) {
         fprintf(stderr, "sai3bench-agent: %s\n", rpc_strerror(rc));
-        return 1;
+        return fail_exit(&app, tctx);
     }
     rc = rpc_server_listen(app.srv, o.listen_host, o.listen_port, e, sizeof(e));
     if (rc) {
@@ -403,7 +421,7 @@ int main(int argc, char **argv)
         else
             fprintf(stderr, "sai3bench-agent: cannot listen on %s: %s\n", listen,
                     e[0] ? e : rpc_strerror(rc));
-        return 1;
+        return fail_exit(&app, tctx);
     }
     char shown[300];
     if (o.listen_port == 0) /* ephemeral: show the port we got */

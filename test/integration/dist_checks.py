@@ -365,8 +365,46 @@ def check_tls():
     check("connected to" in p.stdout, p.stdout)
     # plaintext client against a TLS agent fails clearly
     p = run_ctl(CTL, ["ping", "--agents", a2.addr], cwd=base, expect=1)
+    # credentials travel over TLS only, and are never printed or written
+    secret = "sekrit-" + os.urandom(6).hex()
+    env = dict(os.environ, AWS_SECRET_ACCESS_KEY=secret, AWS_ACCESS_KEY_ID="AKIDTEST")
+    cfg = config(os.path.join(base, "cred.yaml"), data, [a2],
+                 f"  shared_filesystem: false\n  tls: {{fingerprint: '{fp}'}}\n", duration="1s")
+    p = run_ctl(CTL, ["run", "--config", cfg], cwd=base, env=env)
+    d = results_dir(p, base)
+    m = re.search(r"(\d+) credential variable\(s\) forwarded", a2.read_log())
+    check(m and int(m.group(1)) >= 2, "credentials not forwarded over TLS")
     a2.stop()
-    print(f"tls: pinned {fp[:23]}..., wrong pin refused, CA trust works")
+    a3 = Agent(base, "agent-plain")
+    cfg = config(os.path.join(base, "cred2.yaml"), data, [a3], "  shared_filesystem: false\n",
+                 duration="1s")
+    p = run_ctl(CTL, ["run", "--config", cfg], cwd=base, env=env)
+    check("not forwarded" in p.stdout + p.stderr, "no notice that plaintext kept credentials back")
+    check("credential variable(s) forwarded" not in a3.read_log(), "forwarded over plaintext")
+    d2 = results_dir(p, base)
+    a3.stop()
+    for root in (base,):
+        for dirpath, _, files in os.walk(root):
+            for f in files:
+                with open(os.path.join(dirpath, f), "rb") as fh:
+                    check(secret.encode() not in fh.read(), f"the secret leaked into {dirpath}/{f}")
+    check(secret not in p.stdout + p.stderr, "the secret was printed")
+    # mutual TLS: the agent wants a client certificate signed by the CA it was given
+    ck, cc = os.path.join(base, "ctl_key.pem"), os.path.join(base, "ctl_cert.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", ck, "-out", cc, "-days",
+                    "2", "-subj", "/CN=sai3-ctl"], check=True, capture_output=True)
+    a4 = Agent(base, "agent-mtls", ["--tls", "--state-dir", state, "--tls-client-ca", cc])
+    cfg = config(os.path.join(base, "m1.yaml"), data, [a4],
+                 f"  shared_filesystem: false\n  tls: {{fingerprint: '{fp}'}}\n", duration="1s")
+    p = run_ctl(CTL, ["run", "--config", cfg], cwd=base, expect=1)
+    cfg = config(os.path.join(base, "m2.yaml"), data, [a4],
+                 f"  shared_filesystem: false\n  tls: {{fingerprint: '{fp}', client_cert: '{cc}', "
+                 f"client_key: '{ck}'}}\n", duration="1s")
+    p = run_ctl(CTL, ["run", "--config", cfg], cwd=base)
+    check(status(results_dir(p, base)).startswith("SUCCESS"), "mutual TLS run")
+    a4.stop()
+    print(f"tls: pinned {fp[:23]}..., wrong pin refused, CA trust, credentials over TLS only, mTLS")
 
 
 def check_ping():
