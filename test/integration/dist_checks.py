@@ -404,6 +404,17 @@ def check_tls():
     p = run_ctl(CTL, ["run", "--config", cfg], cwd=base)
     check(status(results_dir(p, base)).startswith("SUCCESS"), "mutual TLS run")
     a4.stop()
+    # the agent serves your own certificate with --tls-cert/--tls-key; its fingerprint is pinned
+    a5 = Agent(base, "agent-own", ["--tls-cert", cc, "--tls-key", ck])
+    out = subprocess.run(["openssl", "x509", "-in", cc, "-noout", "-fingerprint", "-sha256"],
+                         capture_output=True, text=True, check=True).stdout
+    own = out.strip().split("=", 1)[1]
+    check(a5.fingerprint() == own, f"agent printed {a5.fingerprint()}, openssl says {own}")
+    cfg = config(os.path.join(base, "o.yaml"), data, [a5],
+                 f"  shared_filesystem: false\n  tls: {{fingerprint: '{own}'}}\n", duration="1s")
+    p = run_ctl(CTL, ["run", "--config", cfg], cwd=base)
+    check(status(results_dir(p, base)).startswith("SUCCESS"), "run against --tls-cert agent")
+    a5.stop()
     print(f"tls: pinned {fp[:23]}..., wrong pin refused, CA trust, credentials over TLS only, mTLS")
 
 
