@@ -790,6 +790,15 @@ static void on_interval(agent_t *a, const Sai3bench__IntervalStats *iv)
             s->wall_ns = iv->elapsed_ns;
     }
     int64_t wall = iv->wall_unix_ns ? iv->wall_unix_ns - a->offset_ns : app_wall_ns();
+    if (iv->cpu) {
+        /* the agents' host CPU, in their own perf logs and averaged in the merged one */
+        if (a->perf_ok)
+            wl_perflog_cpu(&a->perf, iv->cpu->user_pct, iv->cpu->system_pct, iv->cpu->iowait_pct,
+                           iv->interval_ns);
+        if (d->perf_ok)
+            wl_perflog_cpu(&d->perf, iv->cpu->user_pct, iv->cpu->system_pct, iv->cpu->iowait_pct,
+                           iv->interval_ns);
+    }
     if (a->perf_ok)
         wl_perflog_add(&a->perf, stage_label(&d->stages[iv->stage_index]),
                        (uint64_t)(wall / 1000000), iv->elapsed_ns, &d->scratch, iv->interval_ns,
@@ -2058,7 +2067,7 @@ int ctl_dist_run(const ctl_opts_t *o, const wl_config_t *cfg)
     d.perf_ok = wl_perflog_open(&d.perf, path, "all", perf_iv) == 0;
     if (!d.perf_ok)
         ctl_err("warning: cannot write %s", path);
-    d.perf.cpu_ok = 0; /* the controller's CPU says nothing about the agents */
+    d.perf.cpu_ok = 0; /* the controller's CPU says nothing about the agents: theirs is used */
     for (size_t k = 0; k < d.n; k++) {
         agent_t *a = &d.ag[k];
         char adir[PATH_MAX + 32];

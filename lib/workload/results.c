@@ -240,7 +240,15 @@ int wl_perflog_add(wl_perflog_t *p, const char *stage, uint64_t wall_ms, uint64_
     double secs = (double)p->acc_ns / 1e9;
     double cu = 0, cs = 0, ci = 0;
     wl_cpu_sample_t now;
-    if (p->cpu_ok && wl_cpu_read(&now) == 0) {
+    if (p->cpu_ext) {
+        if (p->cpu_ns) {
+            cu = p->cpu_sum[0] / (double)p->cpu_ns;
+            cs = p->cpu_sum[1] / (double)p->cpu_ns;
+            ci = p->cpu_sum[2] / (double)p->cpu_ns;
+        }
+        p->cpu_sum[0] = p->cpu_sum[1] = p->cpu_sum[2] = 0;
+        p->cpu_ns = 0;
+    } else if (p->cpu_ok && wl_cpu_read(&now) == 0) {
         wl_cpu_pct(&p->cpu_prev, &now, &cu, &cs, &ci);
         p->cpu_prev = now;
     }
@@ -254,6 +262,15 @@ int wl_perflog_add(wl_perflog_t *p, const char *stage, uint64_t wall_ms, uint64_
     wl_stats_reset(&p->acc);
     p->acc_ns = 0;
     return ferror(p->f) ? -EIO : 0;
+}
+
+void wl_perflog_cpu(wl_perflog_t *p, double user, double sys, double iowait, uint64_t ns)
+{
+    p->cpu_ext = 1;
+    p->cpu_sum[0] += user * (double)ns;
+    p->cpu_sum[1] += sys * (double)ns;
+    p->cpu_sum[2] += iowait * (double)ns;
+    p->cpu_ns += ns;
 }
 
 int wl_perflog_close(wl_perflog_t *p)

@@ -169,6 +169,11 @@ def check_two():
         check(len(local) == 1, f"{a.name}: local results {os.listdir(a.results)}")
         check(os.path.exists(os.path.join(a.results, local[0], "results.tsv")),
               f"{a.name}: no local results.tsv")
+    # the CPU columns carry the agents' host CPU (a busy loopback run is never at 0 %)
+    ph, prows = read_tsv(os.path.join(d, "agents", "agent-1", "perf_log.tsv"))
+    cu = ph.index("cpu_user_pct")
+    check(any(float(r[cu]) > 0 for r in prows if r[ph.index("stage")] == "Workload"),
+          f"agent-1's perf_log has no CPU figures: {prows}")
     check(total_get == s_get and total_put == s_put,
           f"merged GET/PUT {total_get}/{total_put} != sum of agents {s_get}/{s_put}")
     for f in ("perf_log.tsv", "metadata.json", "config.yaml", "console_log.txt",

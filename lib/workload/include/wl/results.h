@@ -50,7 +50,10 @@ typedef struct wl_perflog {
     uint64_t phase_elapsed_ns;
     int phase;
     wl_cpu_sample_t cpu_prev;
-    int cpu_ok;
+    int cpu_ok;     /* rows read this host's /proc/stat */
+    int cpu_ext;    /* rows show what wl_perflog_cpu() supplied instead */
+    double cpu_sum[3];
+    uint64_t cpu_ns;
 } wl_perflog_t;
 
 extern const char *const wl_perflog_header;
@@ -60,6 +63,10 @@ int wl_perflog_open(wl_perflog_t *p, const char *path, const char *agent_id, uin
 int wl_perflog_add(wl_perflog_t *p, const char *stage, uint64_t wall_ms, uint64_t elapsed_ns,
                    const wl_stats_t *delta, uint64_t interval_ns, int flush);
 int wl_perflog_close(wl_perflog_t *p);
+/* CPU use measured elsewhere (an agent's host: user, system, iowait percent) over ns of the
+ * interval being accumulated. From the first call on, rows show the time-weighted mean of what was
+ * supplied since the previous row (0 when nothing was) instead of this host's /proc/stat. */
+void wl_perflog_cpu(wl_perflog_t *p, double user, double sys, double iowait, uint64_t ns);
 
 /* metadata.json */
 typedef struct wl_metadata {
