@@ -88,12 +88,21 @@ def t_s3rver():
         for op in ("GET", "PUT", "LIST", "STAT", "DELETE"):
             check((op, "ALL") in rows and int(rows[(op, "ALL")][12]) > 0, f"no {op} ops:\n{p.stdout}")
         errs = console_errors(p.stdout)
-        check(errs and all(v == 0 for k, v in errs.items() if k not in ("GET", "STAT")),
+        check(errs and all(v == 0 for k, v in errs.items() if k not in ("GET", "STAT", "LIST")),
               f"errors in the run:\n{p.stdout}")
-        # GET and STAT may race the few DELETEs of the same set: only "not found" is acceptable
-        for l in p.stdout.splitlines():
+        # GET and STAT may race the few DELETEs of the same set: only "not found" is acceptable.
+        # s3rver lists a directory by reading it and then stat()ing each file, so a LIST racing a
+        # DELETE of the same prefix sometimes gets its 500 InternalError (seen once in CI); only
+        # that is accepted for LIST.
+        op = None
+        for l in p.stdout[:p.stdout.find("Cleanup:")].splitlines():
+            m = re.match(r"^  (GET|PUT|LIST|STAT|DELETE)\s", l)
+            if m:
+                op = m.group(1)
             if "error x" in l:
-                check("object not found" in l, f"unexpected error: {l}\n{p.stdout}")
+                ok = ("object not found" in l if op in ("GET", "STAT") else
+                      op == "LIST" and "service error (HTTP 5xx) (InternalError)" in l)
+                check(ok, f"unexpected {op} error: {l}\n{p.stdout}")
         m = re.search(r"Cleanup: (\d+) removed, (\d+) errors", p.stdout)
         check(m, f"cleanup line:\n{p.stdout}")
         if int(m.group(2)):
