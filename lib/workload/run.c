@@ -185,6 +185,7 @@ struct wl_run {
 
     /* phase bookkeeping (control thread only) */
     wl_phase_t cur;
+    int phase_running; /* between posting a phase to the cores and its loop ending */
     int cores_done;
     int snaps_pending;
     uint64_t *prog_done, *prog_total, *prog_inflight; /* per core, from the last report */
@@ -1592,7 +1593,10 @@ static void tick_fire(uv_timer_t *t)
 static void on_abort_async(uv_async_t *a)
 {
     wl_run_t *r = a->data;
-    if (r->cores_done == r->ncores) return;
+    /* Only a running phase has cores to stop. Outside phases (an abort between phases, or one
+     * that is still pending when wl_run_destroy runs this loop to free the cores) a core_stop
+     * would reach a core after its state was freed. */
+    if (!r->phase_running || r->cores_done == r->ncores) return;
     for (int i = 0; i < r->ncores; i++) rx_core_post(r->cores[i].core, core_stop, &r->cores[i]);
 }
 
@@ -1619,9 +1623,11 @@ static int run_phase(wl_run_t *r, wl_phase_t ph)
         }
     }
     uv_timer_start(&r->tick, tick_fire, r->o.tick_ns / 1000000, r->o.tick_ns / 1000000);
+    r->phase_running = 1;
     /* an abort that arrived before the cores got the start message */
     if (atomic_load(&r->abort_flag)) uv_async_send(&r->abort_async);
     uv_run(&r->loop, UV_RUN_DEFAULT);
+    r->phase_running = 0;
     r->wall[ph] = rx_now_ns() - r->t_phase_start;
     r->phase_ran[ph] = 1;
     for (int i = 0; i < r->ncores; i++) {
