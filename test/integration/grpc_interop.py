@@ -271,6 +271,11 @@ distributed:
 
 try:
     {"client": check_client, "server": check_server}[CHECK]()
+except BaseException:
+    log = os.path.join(tmp, "agent.log")
+    if os.path.exists(log):  # the agent's side of a failure (an ASan report, say)
+        print("--- agent log (tail) ---\n" + open(log).read()[-6000:])
+    raise
 finally:
     for p in procs:
         if p.poll() is None:
