@@ -180,6 +180,28 @@ def _stop_leftovers():
             pass
 
 
+def npm_dir():
+    """The directory of the pinned npm test servers (scripts/servers.sh installs them once per
+    lockfile hash, outside the clone): node_modules/ plus the wrapper scripts of test/servers/."""
+    if not os.path.isfile(SERVERS_SH):
+        raise MissingServer(f"{SERVERS_SH} is missing")
+    try:
+        p = subprocess.run(["bash", SERVERS_SH], capture_output=True, text=True,
+                           timeout=600, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as e:
+        raise ServerError(f"{SERVERS_SH} took more than 600 s") from e
+    lines = [l for l in p.stdout.splitlines() if l.strip()]
+    if p.returncode != 0 or not lines:
+        msg = f"{SERVERS_SH} failed (exit {p.returncode}): {p.stderr[-LOG_TAIL:]}"
+        if "npm is missing" in p.stderr:
+            raise MissingServer(msg + " -- install it: apt-get install npm nodejs")
+        raise ServerError(msg)
+    d = lines[-1].strip()
+    if not os.path.isfile(os.path.join(d, "s3rver-node20.js")):
+        raise ServerError(f"{SERVERS_SH} printed {d!r}, which has no s3rver-node20.js")
+    return d
+
+
 class _Process:
     """A child process with a log file, readiness polling and PID-only stopping."""
 
@@ -338,28 +360,9 @@ class S3rver(_S3Mixin, _Process):
         self.data_dir = os.path.join(self.tmpdir, "s3rver-data")
         self.npm_dir = None
 
-    def _npm_dir(self):
-        if not os.path.isfile(SERVERS_SH):
-            raise MissingServer(f"{SERVERS_SH} is missing")
-        try:
-            p = subprocess.run(["bash", SERVERS_SH], capture_output=True, text=True,
-                               timeout=600, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired as e:
-            raise ServerError(f"{SERVERS_SH} took more than 600 s") from e
-        lines = [l for l in p.stdout.splitlines() if l.strip()]
-        if p.returncode != 0 or not lines:
-            msg = f"{SERVERS_SH} failed (exit {p.returncode}): {p.stderr[-LOG_TAIL:]}"
-            if "npm is missing" in p.stderr:
-                raise MissingServer(msg + " -- install it: apt-get install npm nodejs")
-            raise ServerError(msg)
-        d = lines[-1].strip()
-        if not os.path.isfile(os.path.join(d, "s3rver-node20.js")):
-            raise ServerError(f"{SERVERS_SH} printed {d!r}, which has no s3rver-node20.js")
-        return d
-
     def _command(self):
         node = require("node", "apt-get install nodejs npm (Node 20)")
-        self.npm_dir = self._npm_dir()
+        self.npm_dir = npm_dir()
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         os.makedirs(self.data_dir, exist_ok=True)
