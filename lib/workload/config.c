@@ -111,7 +111,7 @@ typedef struct ctx {
     size_t nanch, capanch;
     node_t null_node;     /* stands in for missing values */
     const node_t *ep_top; /* key of the top-level `endpoint:` when it is a string, else NULL */
-    int saw_s3;           /* the target, an op path or a base_uri is an s3:// URI */
+    int saw_net;          /* the target, an op path or a base_uri is an s3/az/gs URI */
 } ctx_t;
 
 static void err_at_lc(ctx_t *x, int line, int col, const char *fmt, ...)
@@ -810,6 +810,14 @@ static int is_s3_uri(const char *s)
     return s && !strncmp(s, "s3://", 5);
 }
 
+/* The object-store schemes an `endpoint:` applies to: s3://, az://, gs:// (gcs://). */
+static int is_net_uri(const char *s)
+{
+    sto_uri_t u;
+    return s && sto_uri_parse(s, &u, NULL, 0) == 0 &&
+           (u.scheme == STO_SCHEME_S3 || u.scheme == STO_SCHEME_AZ || u.scheme == STO_SCHEME_GS);
+}
+
 /* s3://host:port/bucket/...: the URI names its own endpoint. */
 static int s3_names_endpoint(const char *s)
 {
@@ -1082,8 +1090,8 @@ static void walk_op(ctx_t *x, const node_t *m, const wl_config_t *c, wl_op_cfg_t
         if (!strcmp(k, "path")) {
             npath = v;
             if (get_str(x, k, v, &op->path) == 0 && strstr(op->path, "://")) {
-                if (is_s3_uri(op->path))
-                    x->saw_s3 = 1;
+                if (is_net_uri(op->path))
+                    x->saw_net = 1;
                 if (check_uri(x, k, v, op->path) == 0 && x->ep_top && s3_names_endpoint(op->path))
                     uri_vs_endpoint(x, k, v, op->path, x->ep_top, "the top-level");
             }
@@ -1250,12 +1258,14 @@ static void walk_ensure(ctx_t *x, const node_t *m, wl_ensure_cfg_t *e)
             unknown_key(x, kn, &ks);
         }
     }
-    if (is_s3_uri(e->base_uri))
-        x->saw_s3 = 1;
+    if (is_net_uri(e->base_uri))
+        x->saw_net = 1;
     if (base_ok && nepk) {
         /* (a value that is not a string was reported already) */
-        if (e->endpoint && !is_s3_uri(e->base_uri))
-            err_at(x, nepk, "'endpoint' applies to s3:// URIs only; base_uri '%.60s' is not one",
+        if (e->endpoint && !is_net_uri(e->base_uri))
+            err_at(x, nepk,
+                   "'endpoint' applies to s3://, az:// and gs:// URIs only; base_uri '%.60s' is "
+                   "not one",
                    e->base_uri);
         else if (e->endpoint && s3_names_endpoint(e->base_uri))
             uri_vs_endpoint(x, "base_uri", nbase, e->base_uri, nepk, "this entry's");
@@ -1770,8 +1780,9 @@ static void walk_agent(ctx_t *x, const node_t *m, void *item, size_t pos)
                 }
             } else if (!strcmp(k, "target_override")) {
                 if (get_str(x, k, val, &a->target_override) == 0 &&
-                    check_uri(x, k, val, a->target_override) == 0 && is_s3_uri(a->target_override))
-                    x->saw_s3 = 1;
+                    check_uri(x, k, val, a->target_override) == 0 &&
+                    is_net_uri(a->target_override))
+                    x->saw_net = 1;
             } else if (!strcmp(k, "concurrency_override")) {
                 get_u32(x, k, val, 1, MAX_CONCURRENCY, &a->concurrency_override);
             } else if (!strcmp(k, "tls_fingerprint")) {
@@ -2172,8 +2183,8 @@ static void walk_top(ctx_t *x, const node_t *root, wl_config_t *c)
     /* The target next: op paths are checked against it. */
     node_t *tv = find_key(root, "target", NULL);
     if (tv && get_str(x, "target", tv, &c->target) == 0) {
-        if (is_s3_uri(c->target))
-            x->saw_s3 = 1;
+        if (is_net_uri(c->target))
+            x->saw_net = 1;
         if (check_uri(x, "target", tv, c->target) < 0) {
             free(c->target);
             c->target = strdup("file:///invalid/"); /* keeps op checks quiet */
@@ -2228,8 +2239,9 @@ static void walk_top(ctx_t *x, const node_t *root, wl_config_t *c)
     }
     if (nwl)
         walk_workload(x, nwl, c);
-    if (nepk && c->net.endpoint && !x->saw_s3)
-        err_at(x, nepk, "'endpoint' applies to s3:// URIs only; this config has none");
+    if (nepk && c->net.endpoint && !x->saw_net)
+        err_at(x, nepk, "'endpoint' applies to s3://, az:// and gs:// URIs only; this config has "
+                        "none");
     if (!nwl && !nprep)
         err_at(x, root,
                "nothing to run: the config needs a 'workload' list (or a 'prepare' block)");

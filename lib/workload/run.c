@@ -560,9 +560,10 @@ static int build_plan(wl_run_t *r)
             od->limit = per ? per : 1;
         }
         if (od->kind == WL_OP_MKDIR || od->kind == WL_OP_RMDIR) {
-            const char *u = r->stores[od->store];
+            sto_uri_t su;
             const sto_backend_t *be = NULL;
-            if (!strncmp(u, "s3://", 5)) be = sto_backend_for(STO_SCHEME_S3);
+            if (sto_uri_parse(r->stores[od->store], &su, NULL, 0) == 0)
+                be = sto_backend_for(su.scheme);
             if (be && !(be->caps & STO_CAP_DIRECTORIES)) {
                 set_err(r, "op %d (%s): %s:// has no directories; mkdir and rmdir work on "
                            "file:// and direct:// only", i + 1, wl_op_name(od->kind), be->name);

@@ -615,9 +615,10 @@ static void test_open_errors(void **state)
     sto_store_t *s = (sto_store_t *)&loop;
     char err[256];
 
-    assert_int_equal(sto_store_open(&loop, "az://a/c/", 0, &s, err, sizeof(err)), STO_ESCHEME);
+    /* a scheme the parser does not know */
+    assert_int_equal(sto_store_open(&loop, "ftp://a/c/", 0, &s, err, sizeof(err)), STO_ESCHEME);
     assert_null(s);
-    assert_string_equal(err, "az:// has no backend in this build yet");
+    assert_non_null(strstr(err, "ftp"));
     /* half-set credentials fail the s3:// open with a message */
     setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE", 1);
     unsetenv("AWS_SECRET_ACCESS_KEY");

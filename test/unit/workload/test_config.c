@@ -541,16 +541,28 @@ static void test_net_errors(void **state)
 
     /* where an endpoint applies */
     load_bad1("target: file:///tmp/x/\nendpoint: http://127.0.0.1:9000\n" WL1,
-              "t.yaml:2:1: 'endpoint' applies to s3:// URIs only; this config has none");
+              "t.yaml:2:1: 'endpoint' applies to s3://, az:// and gs:// URIs only; this config "
+              "has none");
     load_bad1("endpoint: http://127.0.0.1:9000\n"
               "prepare: {ensure_objects: [{base_uri: 'file:///d/', count: 1}]}\n",
-              "t.yaml:1:1: 'endpoint' applies to s3:// URIs only; this config has none");
+              "t.yaml:1:1: 'endpoint' applies to s3://, az:// and gs:// URIs only; this config "
+              "has none");
     load_bad1("target: file:///tmp/x/\n"
               "prepare:\n"
               "  ensure_objects:\n"
               "    - {base_uri: 'file:///d/', count: 1, endpoint: 'http://h:9000'}\n" WL1,
-              "t.yaml:4:42: 'endpoint' applies to s3:// URIs only; base_uri 'file:///d/' is "
-              "not one");
+              "t.yaml:4:42: 'endpoint' applies to s3://, az:// and gs:// URIs only; base_uri "
+              "'file:///d/' is not one");
+    /* az:// and gs:// take the endpoint too */
+    {
+        wl_config_t c;
+        load_ok("target: az://devstoreaccount1/bench/run/\nendpoint: http://127.0.0.1:10000\n" WL1,
+                &c);
+        assert_string_equal(c.net.endpoint, "http://127.0.0.1:10000");
+        wl_config_free(&c);
+        load_ok("target: gs://bench/run/\nendpoint: http://127.0.0.1:9199\n" WL1, &c);
+        wl_config_free(&c);
+    }
     load_bad1("target: s3://h:9000/b/\nendpoint: http://127.0.0.1:9000\n" WL1,
               "t.yaml:1:9: 'target' 's3://h:9000/b/' names its endpoint in the URI, and the "
               "top-level 'endpoint' (line 2) gives one too; remove one");
