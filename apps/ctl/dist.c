@@ -66,6 +66,7 @@ typedef struct agent_stage {
     int exit_code;                            /* custom */
     char *tail;                               /* custom: output tail */
     int64_t start_at; /* StageStart.start_at_unix_ns sent (agent clock), 0 = at once */
+    int64_t started_ns; /* StateChange RUNNING: the actual start, controller clock; 0 = unknown */
 } agent_stage_t;
 
 struct dist;
@@ -546,6 +547,23 @@ static void merge_stage(dist_t *d, size_t i, wl_stats_t *out, uint64_t *wall, in
     }
 }
 
+/* Spread of the agents' actual start instants of stage i (controller clock, corrected by the
+ * offsets measured at connect), ns; -1 when fewer than two agents reported a start. */
+static int64_t start_skew(const dist_t *d, size_t i, size_t *n)
+{
+    int64_t lo = INT64_MAX, hi = INT64_MIN;
+    *n = 0;
+    for (size_t k = 0; k < d->n; k++) {
+        int64_t t = d->ag[k].stg[i].started_ns;
+        if (!t)
+            continue;
+        (*n)++;
+        lo = t < lo ? t : lo;
+        hi = t > hi ? t : hi;
+    }
+    return *n >= 2 ? hi - lo : -1;
+}
+
 static void summarize_stage(dist_t *d, size_t i)
 {
     if (i >= d->nst || d->summarized[i])
@@ -567,6 +585,12 @@ static void summarize_stage(dist_t *d, size_t i)
             mk += (size_t)snprintf(missing + mk, sizeof(missing) - mk, "%s%s", mk ? ", " : "",
                                    d->ag[k].spec->id);
     }
+    size_t nstarted;
+    int64_t skew = start_skew(d, i, &nstarted);
+    if (skew >= 0 && (i == 0 || s->type == WL_STAGE_EXECUTE))
+        ctl_out("Stage '%s' started on %zu agents within %.3f ms of each other (clock offsets "
+                "applied)",
+                s->name, nstarted, (double)skew / 1e6);
     switch (s->type) {
     case WL_STAGE_PREPARE: {
         uint64_t cr = 0, ex = 0, fa = 0, by = 0;
@@ -726,6 +750,7 @@ static void on_state(agent_t *a, const Sai3bench__StateChange *sc)
             if (d->live_ok)
                 ctl_live_agent_stage(&d->live, a->idx, (uint32_t)si);
             int64_t at = a->stg[si].start_at;
+            a->stg[si].started_ns = sc->agent_unix_ns - a->offset_ns;
             if (at && sc->agent_unix_ns > at + (int64_t)LATE_START_NS)
                 ctl_err("warning: %s started stage '%s' %.0f ms late (its clock may have "
                         "jumped, or the start delay is too short)",
@@ -1825,6 +1850,15 @@ static void patch_metadata(dist_t *d, const char *path)
         json_t *j = json_object();
         json_object_set_new(j, "name", json_string(d->stages[i].name));
         json_object_set_new(j, "type", json_string(ctl_stage_type_name(d->stages[i].type)));
+        size_t ns;
+        int64_t skew = start_skew(d, i, &ns);
+        json_object_set_new(j, "start_skew_ns", skew >= 0 ? json_integer(skew) : json_null());
+        json_t *starts = json_object();
+        for (size_t k = 0; k < d->n; k++)
+            if (d->ag[k].stg[i].started_ns)
+                json_object_set_new(starts, d->ag[k].spec->id,
+                                    json_integer(d->ag[k].stg[i].started_ns));
+        json_object_set_new(j, "agent_start_unix_ns", starts);
         json_array_append_new(st, j);
     }
     json_object_set_new(o, "stages", st);
