@@ -14,7 +14,7 @@ PKGS=(
   # Debian's AWS CLI v2 at /usr/bin/aws, openssl for test certificates
   nginx awscli openssl curl
   # gRPC interop peer (Debian's grpcio, used with /usr/bin/python3) and network namespaces
-  python3-grpcio python3-grpc-tools python3-protobuf iproute2
+  python3-grpcio python3-grpc-tools python3-protobuf iproute2 python3-jwt python3-cryptography
   # benchmark comparison
   fio wrk nghttp2-client
 )

@@ -1149,104 +1149,17 @@ static int s3_submit(sto_store_t *s, sto_req_t *r)
 }
 
 /* Connection pools are per loop (core) and endpoint, shared by the stores of that core that
- * reach the same endpoint with the same protocol and TLS settings. The registry is per thread:
- * a loop is only ever used from its own thread, so no lock is needed. */
-typedef struct shared_http {
-    uv_loop_t *loop;
-    char host[256];
-    int port, tls, version, insecure;
-    char ca[1024];
-    rx_httpc_t *http;
-    rx_tls_ctx_t *tls_ctx;
-    int refs;
-    struct shared_http *next;
-} shared_http_t;
-
-static _Thread_local shared_http_t *shared_pools;
-
-static void release_http(s3_store_t *ss)
+ * reach the same endpoint with the same protocol and TLS settings (httppool.c). */
+static void release_http(s3_store_t *x)
 {
-    for (shared_http_t **pp = &shared_pools; *pp; pp = &(*pp)->next) {
-        shared_http_t *sh = *pp;
-        if (sh->http != ss->http)
-            continue;
-        ss->http = NULL;
-        if (--sh->refs > 0)
-            return;
-        *pp = sh->next;
-        rx_httpc_close(sh->http);
-        rx_tls_ctx_destroy(sh->tls_ctx);
-        free(sh);
-        return;
-    }
+    if (x->http)
+        sto__http_release(x->http);
+    x->http = NULL;
 }
 
-static int make_http(s3_store_t *ss, uv_loop_t *loop, char *err, size_t errlen)
+static int make_http(s3_store_t *x, uv_loop_t *loop, char *err, size_t errlen)
 {
-    sto_store_t *s = ss->s;
-    const char *ca = s->opts.ca_file ? s->opts.ca_file : "";
-    for (shared_http_t *sh = shared_pools; sh; sh = sh->next) {
-        if (sh->loop == loop && sh->port == ss->ep.port && sh->tls == ss->ep.tls &&
-            sh->version == s->opts.http_version && sh->insecure == s->opts.insecure_skip_verify &&
-            !strcmp(sh->host, ss->ep.host) && !strcmp(sh->ca, ca)) {
-            sh->refs++;
-            ss->http = sh->http;
-            return 0;
-        }
-    }
-    shared_http_t *sh = calloc(1, sizeof(*sh));
-    if (!sh) {
-        snprintf(err, errlen, "out of memory");
-        return RX_ENOMEM;
-    }
-    sh->loop = loop;
-    snprintf(sh->host, sizeof(sh->host), "%s", ss->ep.host);
-    sh->port = ss->ep.port;
-    sh->tls = ss->ep.tls;
-    sh->version = s->opts.http_version;
-    sh->insecure = s->opts.insecure_skip_verify;
-    snprintf(sh->ca, sizeof(sh->ca), "%s", ca);
-    rx_httpc_opts_t ho;
-    rx_httpc_opts_init(&ho);
-    ho.max_conns = s->opts.max_connections;
-    ho.version = s->opts.http_version;
-    if (s->opts.h2_max_streams > 0)
-        ho.h2_max_streams = s->opts.h2_max_streams;
-    if (s->opts.h2_stream_window > 0)
-        ho.h2_stream_window = s->opts.h2_stream_window;
-    if (s->opts.h2_conn_window > 0)
-        ho.h2_conn_window = s->opts.h2_conn_window;
-    ho.io_timeout_ms = s->opts.io_timeout_ms;
-    ho.stream.connect_timeout_ms = s->opts.connect_timeout_ms;
-    if (ss->ep.tls) {
-        int rc = rx_tls_ctx_create(s->opts.ca_file,
-                                   s->opts.insecure_skip_verify ? RX_TLS_CTX_NO_CA : 0,
-                                   &sh->tls_ctx);
-        if (rc < 0) {
-            snprintf(err, errlen, "TLS setup for %s: %s (CA file %s)", ss->ep.host,
-                     rx_strerror(rc),
-                     s->opts.ca_file             ? s->opts.ca_file
-                     : getenv("AWS_CA_BUNDLE") ? getenv("AWS_CA_BUNDLE")
-                                                 : RX_TLS_DEFAULT_CA_FILE);
-            free(sh);
-            return rc;
-        }
-        ho.stream.tls = 1;
-        ho.stream.tls_ctx = sh->tls_ctx;
-        ho.stream.tls_insecure_skip_verify = s->opts.insecure_skip_verify;
-    }
-    int rc = rx_httpc_create(loop, ss->ep.host, ss->ep.port, &ho, &sh->http);
-    if (rc < 0) {
-        snprintf(err, errlen, "HTTP client for %s: %s", ss->ep.host, rx_strerror(rc));
-        rx_tls_ctx_destroy(sh->tls_ctx);
-        free(sh);
-        return rc;
-    }
-    sh->refs = 1;
-    sh->next = shared_pools;
-    shared_pools = sh;
-    ss->http = sh->http;
-    return 0;
+    return sto__http_acquire(x->s, loop, x->ep.host, x->ep.port, x->ep.tls, &x->http, err, errlen);
 }
 
 /* With create_base: list one key of the bucket on a private loop, create it when missing. */

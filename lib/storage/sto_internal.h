@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "rx/httpc.h"
+#include "rx/stream.h"
 #include "sto/backend.h"
 #include "sto/uri.h"
 
@@ -19,8 +21,24 @@ struct sto_store {
     max_align_t priv[]; /* backend->store_size bytes */
 };
 
+/* httppool.c — HTTP client pools of the network backends, on the loop thread.
+ * sto__http_create: a pool for host:port with the store's options (max_conns, protocol version,
+ * timeouts, HTTP/2 windows, TLS with its CA/insecure settings); *tls_ctx gets the TLS context the
+ * caller owns along with the pool (NULL for plain HTTP). Returns 0 or <0 with err set.
+ * sto__http_acquire: the pool the stores of this loop share for that endpoint (same host, port,
+ * TLS, protocol, CA and insecure flag), made on first use; sto__http_release drops one reference
+ * and closes the pool with the last. */
+int sto__http_create(const sto_store_t *s, uv_loop_t *loop, const char *host, int port, int tls,
+                     int max_conns, int version, rx_httpc_t **out, rx_tls_ctx_t **tls_ctx,
+                     char *err, size_t errlen);
+int sto__http_acquire(const sto_store_t *s, uv_loop_t *loop, const char *host, int port, int tls,
+                      rx_httpc_t **out, char *err, size_t errlen);
+void sto__http_release(rx_httpc_t *http);
+
 extern const sto_backend_t sto__file_backend;
 extern const sto_backend_t sto__direct_backend;
 extern const sto_backend_t sto__s3_backend;
+extern const sto_backend_t sto__az_backend;
+extern const sto_backend_t sto__gcs_backend;
 
 #endif

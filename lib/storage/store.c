@@ -18,8 +18,9 @@ const sto_backend_t *sto_backend_for(sto_scheme_t scheme)
     case STO_SCHEME_S3:
         return &sto__s3_backend;
     case STO_SCHEME_AZ:
+        return &sto__az_backend;
     case STO_SCHEME_GS:
-        break;
+        return &sto__gcs_backend;
     }
     return NULL;
 }

@@ -40,6 +40,25 @@
  * res.code holds the S3 error code and res.detail "HTTP 403 SignatureDoesNotMatch: <Message>
  * (RequestId ...)". Connection failures, resets and timeouts keep their rx/uv code and are
  * retryable.
+ * az:// (az://account/container/prefix/) speaks the Azure Blob REST API and follows s3:// (LIST
+ * is List Blobs by prefix with delimiter '/' unless recursive, paged by marker; MKDIR and RMDIR
+ * STO_ENOTSUP; no DEL_BATCH), except that DEL of a missing blob is STO_ENOTFOUND (Azure answers
+ * 404 BlobNotFound). PUTs of at least multipart_threshold bytes are Put Block of part_size blocks,
+ * part_concurrency in flight, then Put Block List. HTTP failures map as for s3:// (404
+ * ContainerNotFound is STO_ENOBUCKET, ServerBusy STO_ETHROTTLE); res.code holds the Azure error
+ * code ("AuthenticationFailed", "BlobNotFound"; from the body, else x-ms-error-code) and
+ * res.detail "HTTP 403 AuthenticationFailed: <first line of Message>; <hint>". With create_base
+ * the container is checked at open and created when missing. Endpoint and credentials:
+ * sto/azauth.h.
+ * gs:// (also gcs://) speaks the GCS JSON API and follows s3:// (LIST by prefix with delimiter
+ * '/' unless recursive, prefixes as directories; MKDIR and RMDIR STO_ENOTSUP; no DEL_BATCH),
+ * except that DEL of a missing object is STO_ENOTFOUND (GCS answers 404). PUTs of at least
+ * multipart_threshold bytes are resumable uploads sent in sequential chunks of part_size rounded
+ * down to 256 KiB (part_concurrency does not apply). HTTP failures map as for s3:// (a 404 on a
+ * listing, or saying the bucket does not exist, is STO_ENOBUCKET; reasons rateLimitExceeded and
+ * userRateLimitExceeded are STO_ETHROTTLE); res.code holds the GCS reason ("notFound",
+ * "forbidden") or "HTTP 500" and res.detail "HTTP 403 forbidden: <message>". Requests that find
+ * no valid OAuth2 token fail with code "token". Endpoint and credentials: sto/gcsauth.h.
  * Keys containing a ".." component are refused by sto_submit (RX_EINVAL).
  */
 #ifndef STO_BACKEND_H
@@ -135,20 +154,23 @@ const sto_backend_t *sto_backend_for(sto_scheme_t scheme);
 
 /* Options of network backends; zero fields take the defaults. Strings are copied at open. */
 typedef struct sto_opts {
-    const char *endpoint;     /* s3: endpoint URL (the config's `endpoint:`); NULL: from the URI,
-                                 else AWS_ENDPOINT_URL, else AWS (see sto/s3conf.h) */
+    const char *endpoint;     /* s3/az/gs: endpoint URL (the config's `endpoint:`); NULL: s3 from
+                                 the URI, else AWS_ENDPOINT_URL, else AWS (sto/s3conf.h); az and
+                                 gs: see sto/azauth.h and sto/gcsauth.h */
     int virtual_host;         /* s3: bucket in the host name instead of the path */
     int sign_payload;         /* s3: sign the SHA-256 of PUT bodies instead of UNSIGNED-PAYLOAD */
-    int no_create_bucket;     /* s3: with create_base, do not create a missing bucket */
+    int no_create_bucket;     /* s3/az/gs: with create_base, do not create a missing bucket or
+                                 container */
     int max_connections;      /* per store (per core): default 64 */
     int connect_timeout_ms;   /* default 5000 */
     int io_timeout_ms;        /* no progress for this long fails a request; default 30000 */
     int insecure_skip_verify; /* TLS: accept any certificate (test rigs only) */
     const char *ca_file;      /* TLS CA bundle; NULL: AWS_CA_BUNDLE, else the system bundle */
-    uint64_t multipart_threshold; /* s3: PUTs of at least this many bytes use multipart;
+    uint64_t multipart_threshold; /* s3/az/gs: PUTs of at least this many bytes use multipart
+                                     (az: block list, gs: resumable);
                                      default 64 MiB; UINT64_MAX: never */
-    uint64_t part_size;       /* s3: multipart part size; default 16 MiB (min 5 MiB on AWS) */
-    int part_concurrency;     /* s3: parts in flight per multipart PUT; default 8 */
+    uint64_t part_size;       /* s3/az/gs: part (block, chunk) size; default 16 MiB */
+    int part_concurrency;     /* s3/az: parts in flight per multipart PUT; default 8 */
     int http_version;         /* enum rx_http_version (rx/httpc.h): 0 HTTP/1.1 (default), 1 HTTP/2
                                  (h2c prior knowledge, or h2 by ALPN over TLS), 2 auto (ALPN) */
     int h2_max_streams;       /* HTTP/2 requests per connection; default 100 */

@@ -5,7 +5,6 @@
  * resolved against the current directory by sto_uri_parse)
  * s3://bucket/prefix/   s3://host:port/bucket/prefix/ (endpoint first; recognised by the ':port')
  * az://account/container/prefix/   gs://bucket/prefix/ (also gcs://)
- * — cloud schemes are parsed (so validation can name them) but have no backend yet.
  * Scheme names are case-insensitive.
  */
 #ifndef STO_URI_H
