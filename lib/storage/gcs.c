@@ -1030,7 +1030,8 @@ static void list_page_done(gcs_op_t *op)
     for (size_t i = 0; i < op->nents; i++)
         op->ents[i].key = op->arena + (uintptr_t)op->ents[i].key;
     /* items and prefixes come as two sorted lists: one order for the page */
-    qsort(op->ents, op->nents, sizeof(*op->ents), ent_cmp);
+    if (op->nents > 1) /* (qsort of an empty, NULL array is undefined) */
+        qsort(op->ents, op->nents, sizeof(*op->ents), ent_cmp);
     if (op->nents && r->on_page)
         r->on_page(r, op->ents, op->nents);
     op->listed += op->nents;

@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import itlib  # noqa: E402
 import servers  # noqa: E402
 import servers_az  # noqa: E402
-from itlib import check, fail, read_tsv, results_dir, run_ctl, write  # noqa: E402
+from itlib import check, console_errors, fail, read_tsv, results_dir, run_ctl, write  # noqa: E402
 
 NAME, CTL, SRC = sys.argv[1], os.path.abspath(sys.argv[2]), os.path.abspath(sys.argv[3])
 ACCT = servers_az.DEV_ACCOUNT
@@ -30,16 +30,6 @@ def run(args, cwd, env, timeout=240, expect=0):
 def read_results(d):
     _, rows = read_tsv(os.path.join(d, "results.tsv"))
     return {(r[0], r[1]): r for r in rows}
-
-
-def console_errors(out):
-    """op -> errors column of the console results table."""
-    errs = {}
-    for l in out.splitlines():
-        m = re.match(r"^  (GET|PUT|LIST|STAT|DELETE|MKDIR|RMDIR)\s+(\d+)\s.*\s(\d+)$", l)
-        if m:
-            errs[m.group(1)] = int(m.group(3))
-    return errs
 
 
 def util_summary(p, op):

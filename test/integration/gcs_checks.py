@@ -24,7 +24,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import itlib  # noqa: E402
 import servers  # noqa: E402
-from itlib import check, fail, read_tsv, results_dir, run_ctl, write  # noqa: E402
+from itlib import check, console_errors, fail, read_tsv, results_dir, run_ctl, write  # noqa: E402
 
 NAME, CTL, SRC = sys.argv[1], os.path.abspath(sys.argv[2]), os.path.abspath(sys.argv[3])
 
@@ -40,15 +40,6 @@ def read_results(d):
 
 def ops(rows, op):
     return int(rows[(op, "ALL")][12]) if (op, "ALL") in rows else 0
-
-
-def console_errors(out):
-    errs = {}
-    for l in out.splitlines():
-        m = re.match(r"^  (GET|PUT|LIST|STAT|DELETE|MKDIR|RMDIR)\s+(\d+)\s.*\s(\d+)$", l)
-        if m:
-            errs[m.group(1)] = int(m.group(3))
-    return errs
 
 
 def util_summary(p, op):

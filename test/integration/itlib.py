@@ -54,3 +54,14 @@ def write(path, text):
 
 def tmpdir(base=None, prefix="sai3-it-"):
     return tempfile.mkdtemp(prefix=prefix, dir=base)
+
+
+def console_errors(out):
+    """op -> the errors column of the console's results table (counts may have thousands
+    separators: "1,032")."""
+    errs = {}
+    for l in out.splitlines():
+        m = re.match(r"^  (GET|PUT|LIST|STAT|DELETE|MKDIR|RMDIR)\s+([\d,]+)\s.*\s([\d,]+)$", l)
+        if m:
+            errs[m.group(1)] = int(m.group(3).replace(",", ""))
+    return errs
