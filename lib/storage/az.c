@@ -95,10 +95,7 @@ struct az_op {
     /* LIST */
     char prefix[STO_PATH_MAX + 16];
     char marker[STO_AZXML_MARKER_MAX + 1];
-    sto_entry_t *ents;
-    size_t nents, cents;
-    char *arena;
-    size_t aused, acap;
+    sto__page_t page; /* LIST: the page being parsed */
     uint64_t listed;
     /* block uploads */
     uint32_t block;
@@ -158,10 +155,7 @@ static az_op_t *op_get(az_store_t *as, sto_req_t *r, enum kind k)
     op->clen = 0;
     op->has_clen = 0;
     op->marker[0] = '\0';
-    op->ents = NULL;
-    op->nents = op->cents = 0;
-    op->arena = NULL;
-    op->aused = op->acap = 0;
+    memset(&op->page, 0, sizeof(op->page));
     op->listed = 0;
     op->block = 0;
     op->tries = 0;
@@ -177,11 +171,8 @@ static void op_put_back(az_op_t *op)
     az_store_t *as = op->as;
     sto_azxml_free(op->xml);
     op->xml = NULL;
-    free(op->ents);
-    free(op->arena);
+    sto__page_free(&op->page);
     free(op->piov);
-    op->ents = NULL;
-    op->arena = NULL;
     op->piov = NULL;
     if (op->bl) {
         free(op->bl->body);
@@ -394,44 +385,13 @@ static int op_on_body(rx_httpc_req_t *h, const uint8_t *d, size_t len)
 
 /* ---- LIST ---- */
 
-static int ents_push(az_op_t *op, const char *key, size_t klen, uint64_t size, int is_dir)
-{
-    if (op->nents == op->cents) {
-        size_t nc = op->cents ? op->cents * 2 : 256;
-        sto_entry_t *n = realloc(op->ents, nc * sizeof(*n));
-        if (!n)
-            return RX_ENOMEM;
-        op->ents = n;
-        op->cents = nc;
-    }
-    if (op->aused + klen + 1 > op->acap) {
-        size_t nc = op->acap ? op->acap * 2 : 64 * 1024;
-        while (nc < op->aused + klen + 1)
-            nc *= 2;
-        char *n = realloc(op->arena, nc);
-        if (!n)
-            return RX_ENOMEM;
-        op->arena = n;
-        op->acap = nc;
-    }
-    memcpy(op->arena + op->aused, key, klen);
-    op->arena[op->aused + klen] = '\0';
-    /* an offset for now: the arena may move; pointers are set before on_page */
-    op->ents[op->nents].key = (const char *)(uintptr_t)op->aused;
-    op->ents[op->nents].size = size;
-    op->ents[op->nents].is_dir = is_dir;
-    op->nents++;
-    op->aused += klen + 1;
-    return 0;
-}
-
 static int xml_blob(void *ud, const sto_azxml_blob_t *b)
 {
     az_op_t *op = ud;
     size_t bl = op->as->baselen;
     if (b->name_len <= bl || memcmp(b->name, op->as->base, bl) != 0)
         return 0; /* outside the store (a server ignoring the prefix) */
-    return ents_push(op, b->name + bl, b->name_len - bl, b->size, 0);
+    return sto__page_push(&op->page, b->name + bl, b->name_len - bl, b->size, 0);
 }
 
 static int xml_prefix(void *ud, const char *p, size_t len)
@@ -440,7 +400,7 @@ static int xml_prefix(void *ud, const char *p, size_t len)
     size_t bl = op->as->baselen;
     if (len <= bl || memcmp(p, op->as->base, bl) != 0)
         return 0;
-    return ents_push(op, p + bl, len - bl, 0, 1);
+    return sto__page_push(&op->page, p + bl, len - bl, 0, 1);
 }
 
 static int list_request(az_op_t *op)
@@ -458,8 +418,7 @@ static int list_request(az_op_t *op)
     op->query[nq++] = (sto_az_kv_t){"maxresults", LIST_PAGE};
     op->nq = nq;
     op->nxh = 0;
-    op->nents = 0;
-    op->aused = 0;
+    sto__page_reset(&op->page);
     op->elen = 0;
     op->xml_rc = 0;
     op->hcode[0] = '\0';
@@ -496,11 +455,10 @@ static void list_page_done(az_op_t *op)
         finish(op, STO_EPROTO);
         return;
     }
-    for (size_t i = 0; i < op->nents; i++)
-        op->ents[i].key = op->arena + (uintptr_t)op->ents[i].key;
-    if (op->nents && r->on_page)
-        r->on_page(r, op->ents, op->nents);
-    op->listed += op->nents;
+    sto_entry_t *ents = sto__page_entries(&op->page);
+    if (op->page.n && r->on_page)
+        r->on_page(r, ents, op->page.n);
+    op->listed += op->page.n;
     r->res.bytes = op->listed;
     if (doc->next_marker[0]) {
         if (!strcmp(doc->next_marker, op->marker)) {

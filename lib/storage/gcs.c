@@ -109,10 +109,7 @@ struct gcs_op {
     int has_rrange;
     /* LIST */
     char token[STO_GCSJSON_TOKEN_MAX + 1];
-    sto_entry_t *ents;
-    size_t nents, cents;
-    char *arena;
-    size_t aused, acap;
+    sto__page_t page; /* LIST: the page being parsed */
     uint64_t listed;
     /* resumable PUT */
     struct iovec *piov;
@@ -237,10 +234,7 @@ static gcs_op_t *op_get(gcs_store_t *ss, sto_req_t *r, enum kind k)
     op->location = NULL;
     op->has_rrange = 0;
     op->token[0] = '\0';
-    op->ents = NULL;
-    op->nents = op->cents = 0;
-    op->arena = NULL;
-    op->aused = op->acap = 0;
+    memset(&op->page, 0, sizeof(op->page));
     op->listed = 0;
     op->piov = NULL;
     op->npiov = 0;
@@ -254,12 +248,9 @@ static void op_put_back(gcs_op_t *op)
     gcs_store_t *ss = op->ss;
     auth_unref(op->auth);
     op->auth = NULL;
-    free(op->ents);
-    free(op->arena);
+    sto__page_free(&op->page);
     free(op->piov);
     free(op->location);
-    op->ents = NULL;
-    op->arena = NULL;
     op->piov = NULL;
     op->location = NULL;
     if (op->bcap > EBUF_MAX) { /* a list page: do not keep megabytes per op */
@@ -927,44 +918,13 @@ static int full_name(gcs_store_t *ss, const char *key, char *out, size_t cap)
 
 /* ---- LIST ---- */
 
-static int ents_push(gcs_op_t *op, const char *key, size_t klen, uint64_t size, int is_dir)
-{
-    if (op->nents == op->cents) {
-        size_t nc = op->cents ? op->cents * 2 : 256;
-        sto_entry_t *n = realloc(op->ents, nc * sizeof(*n));
-        if (!n)
-            return -ENOMEM;
-        op->ents = n;
-        op->cents = nc;
-    }
-    if (op->aused + klen + 1 > op->acap) {
-        size_t nc = op->acap ? op->acap * 2 : 64 * 1024;
-        while (nc < op->aused + klen + 1)
-            nc *= 2;
-        char *n = realloc(op->arena, nc);
-        if (!n)
-            return -ENOMEM;
-        op->arena = n;
-        op->acap = nc;
-    }
-    memcpy(op->arena + op->aused, key, klen);
-    op->arena[op->aused + klen] = '\0';
-    /* store the offset now; pointers are fixed up before on_page (the arena may move) */
-    op->ents[op->nents].key = (const char *)(uintptr_t)op->aused;
-    op->ents[op->nents].size = size;
-    op->ents[op->nents].is_dir = is_dir;
-    op->nents++;
-    op->aused += klen + 1;
-    return 0;
-}
-
 static int list_item(void *ud, const sto_gcsjson_item_t *it)
 {
     gcs_op_t *op = ud;
     size_t bl = op->ss->baselen;
     if (it->name_len <= bl || memcmp(it->name, op->ss->base, bl) != 0)
         return 0; /* outside the store (a server ignoring the prefix) */
-    return ents_push(op, it->name + bl, it->name_len - bl, it->size, 0);
+    return sto__page_push(&op->page, it->name + bl, it->name_len - bl, it->size, 0);
 }
 
 static int list_prefix(void *ud, const char *p, size_t len)
@@ -973,7 +933,7 @@ static int list_prefix(void *ud, const char *p, size_t len)
     size_t bl = op->ss->baselen;
     if (len <= bl || memcmp(p, op->ss->base, bl) != 0)
         return 0;
-    return ents_push(op, p + bl, len - bl, 0, 1);
+    return sto__page_push(&op->page, p + bl, len - bl, 0, 1);
 }
 
 static int ent_cmp(const void *a, const void *b)
@@ -999,8 +959,7 @@ static int list_request(gcs_op_t *op)
         rc = put_raw(op->target, &pos, "&fields=items(name%2Csize)%2Cprefixes%2CnextPageToken");
     if (rc < 0)
         return rc;
-    op->nents = 0;
-    op->aused = 0;
+    sto__page_reset(&op->page);
     op->collect = 1;
     op->bmax = STO_GCSJSON_MAX_BODY;
     op_prepare(op, "GET", NULL, 0, -1);
@@ -1027,14 +986,13 @@ static void list_page_done(gcs_op_t *op)
         }
         return;
     }
-    for (size_t i = 0; i < op->nents; i++)
-        op->ents[i].key = op->arena + (uintptr_t)op->ents[i].key;
+    sto_entry_t *ents = sto__page_entries(&op->page);
     /* items and prefixes come as two sorted lists: one order for the page */
-    if (op->nents > 1) /* (qsort of an empty, NULL array is undefined) */
-        qsort(op->ents, op->nents, sizeof(*op->ents), ent_cmp);
-    if (op->nents && r->on_page)
-        r->on_page(r, op->ents, op->nents);
-    op->listed += op->nents;
+    if (op->page.n > 1) /* (qsort of an empty, NULL array is undefined) */
+        qsort(ents, op->page.n, sizeof(*ents), ent_cmp);
+    if (op->page.n && r->on_page)
+        r->on_page(r, ents, op->page.n);
+    op->listed += op->page.n;
     r->res.bytes = op->listed;
     if (op->token[0]) {
         rc = list_request(op);

@@ -95,10 +95,7 @@ struct s3_op {
     char etag[STO_S3XML_ETAG_MAX + 1];
     /* LIST */
     char token[STO_S3XML_TOKEN_MAX + 1];
-    sto_entry_t *ents;
-    size_t nents, cents;
-    char *arena;
-    size_t aused, acap;
+    sto__page_t page; /* LIST: the page being parsed */
     uint64_t listed;
     /* PUT part / multipart */
     uint32_t part;
@@ -162,10 +159,7 @@ static s3_op_t *op_get(s3_store_t *ss, sto_req_t *r, enum kind k)
     op->has_clen = 0;
     op->etag[0] = '\0';
     op->token[0] = '\0';
-    op->ents = NULL;
-    op->nents = op->cents = 0;
-    op->arena = NULL;
-    op->aused = op->acap = 0;
+    memset(&op->page, 0, sizeof(op->page));
     op->listed = 0;
     op->part = 0;
     op->tries = 0;
@@ -184,12 +178,9 @@ static void op_put_back(s3_op_t *op)
     s3_store_t *ss = op->ss;
     sto_s3xml_free(op->xml);
     op->xml = NULL;
-    free(op->ents);
-    free(op->arena);
+    sto__page_free(&op->page);
     free(op->piov);
     free(op->dbody);
-    op->ents = NULL;
-    op->arena = NULL;
     op->piov = NULL;
     op->dbody = NULL;
     if (op->mpu) {
@@ -410,44 +401,13 @@ static int op_on_body(rx_httpc_req_t *h, const uint8_t *d, size_t len)
 
 /* ---- LIST ---- */
 
-static int ents_push(s3_op_t *op, const char *key, size_t klen, uint64_t size, int is_dir)
-{
-    if (op->nents == op->cents) {
-        size_t nc = op->cents ? op->cents * 2 : 256;
-        sto_entry_t *n = realloc(op->ents, nc * sizeof(*n));
-        if (!n)
-            return RX_ENOMEM;
-        op->ents = n;
-        op->cents = nc;
-    }
-    if (op->aused + klen + 1 > op->acap) {
-        size_t nc = op->acap ? op->acap * 2 : 64 * 1024;
-        while (nc < op->aused + klen + 1)
-            nc *= 2;
-        char *n = realloc(op->arena, nc);
-        if (!n)
-            return RX_ENOMEM;
-        op->arena = n;
-        op->acap = nc;
-    }
-    memcpy(op->arena + op->aused, key, klen);
-    op->arena[op->aused + klen] = '\0';
-    /* store the offset now; pointers are fixed up before on_page (the arena may move) */
-    op->ents[op->nents].key = (const char *)(uintptr_t)op->aused;
-    op->ents[op->nents].size = size;
-    op->ents[op->nents].is_dir = is_dir;
-    op->nents++;
-    op->aused += klen + 1;
-    return 0;
-}
-
 static int xml_object(void *ud, const sto_s3xml_object_t *o)
 {
     s3_op_t *op = ud;
     size_t bl = op->ss->baselen;
     if (o->key_len <= bl || memcmp(o->key, op->ss->base, bl) != 0)
         return 0; /* outside the store (a server ignoring the prefix) */
-    return ents_push(op, o->key + bl, o->key_len - bl, o->size, 0);
+    return sto__page_push(&op->page, o->key + bl, o->key_len - bl, o->size, 0);
 }
 
 static int xml_prefix(void *ud, const char *p, size_t len)
@@ -456,7 +416,7 @@ static int xml_prefix(void *ud, const char *p, size_t len)
     size_t bl = op->ss->baselen;
     if (len <= bl || memcmp(p, op->ss->base, bl) != 0)
         return 0;
-    return ents_push(op, p + bl, len - bl, 0, 1);
+    return sto__page_push(&op->page, p + bl, len - bl, 0, 1);
 }
 
 static int list_request(s3_op_t *op)
@@ -474,8 +434,7 @@ static int list_request(s3_op_t *op)
         op->query[nq++] = (sto_sigv4_kv_t){"delimiter", "/"};
     if (op->token[0])
         op->query[nq++] = (sto_sigv4_kv_t){"continuation-token", op->token};
-    op->nents = 0;
-    op->aused = 0;
+    sto__page_reset(&op->page);
     op->elen = 0;
     op->xml_rc = 0;
     op->nq = nq;
@@ -502,11 +461,10 @@ static void list_page_done(s3_op_t *op)
         finish(op, fill_http_error(op, &r->res));
         return;
     }
-    for (size_t i = 0; i < op->nents; i++)
-        op->ents[i].key = op->arena + (uintptr_t)op->ents[i].key;
-    if (op->nents && r->on_page)
-        r->on_page(r, op->ents, op->nents);
-    op->listed += op->nents;
+    sto_entry_t *ents = sto__page_entries(&op->page);
+    if (op->page.n && r->on_page)
+        r->on_page(r, ents, op->page.n);
+    op->listed += op->page.n;
     r->res.bytes = op->listed;
     if (doc->is_truncated) {
         if (!doc->next_continuation_token[0]) {

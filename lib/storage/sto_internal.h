@@ -3,6 +3,7 @@
 #define STO_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "rx/httpc.h"
@@ -34,6 +35,21 @@ int sto__http_create(const sto_store_t *s, uv_loop_t *loop, const char *host, in
 int sto__http_acquire(const sto_store_t *s, uv_loop_t *loop, const char *host, int port, int tls,
                       rx_httpc_t **out, char *err, size_t errlen);
 void sto__http_release(rx_httpc_t *http);
+
+/* listpage.c — the entries of one LIST page, keys copied into one arena (loop thread).
+ * push copies a key (RX_ENOMEM on failure); entries() resolves the keys into pointers once the
+ * page is complete (call it once per page, before handing the page on); reset() empties the page
+ * and keeps the memory; free() releases it. Zero-initialised is empty. */
+typedef struct sto__page {
+    sto_entry_t *v;
+    size_t n, cap;
+    char *arena;
+    size_t used, acap;
+} sto__page_t;
+int sto__page_push(sto__page_t *p, const char *key, size_t klen, uint64_t size, int is_dir);
+sto_entry_t *sto__page_entries(sto__page_t *p);
+void sto__page_reset(sto__page_t *p);
+void sto__page_free(sto__page_t *p);
 
 extern const sto_backend_t sto__file_backend;
 extern const sto_backend_t sto__direct_backend;
