@@ -95,6 +95,7 @@ struct agt {
     agt_opts_t o;
     int64_t start_ns;
     agt_run_t *active; /* loop thread */
+    uint64_t runs_started; /* loop thread */
     uv_async_t async;
     pthread_mutex_t omu;
     outmsg_t *out_head, **out_tail;
@@ -1058,6 +1059,7 @@ static void run_msg(rpc_scall_t *c, const uint8_t *msg, size_t len, void *ud)
                r->spec->run_id, rpc_scall_peer(c), r->spec->agent_id, r->spec->agent_index + 1,
                r->spec->agent_count, r->spec->n_stages, r->plaintext ? ", plaintext" : ", TLS");
         a->active = r;
+        a->runs_started++;
         rc->r = r;
         r->rcall = rc;
         if (pthread_create(&r->thread, NULL, runner, r) != 0) {
@@ -1175,6 +1177,16 @@ int agt_create(uv_loop_t *loop, rpc_server_t *srv, const agt_opts_t *o, agt_t **
     }
     *out = a;
     return 0;
+}
+
+uint64_t agt_runs_started(const agt_t *a)
+{
+    return a->runs_started;
+}
+
+int agt_busy(const agt_t *a)
+{
+    return a->active != NULL;
 }
 
 void agt_shutdown(agt_t *a, const char *reason, void (*on_idle)(void *), void *ud)

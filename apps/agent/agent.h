@@ -41,5 +41,8 @@ int agt_create(uv_loop_t *loop, rpc_server_t *srv, const agt_opts_t *o, agt_t **
 /* Aborts the active run (if any) with reason; on_idle runs (on the loop) once no run is active. */
 void agt_shutdown(agt_t *a, const char *reason, void (*on_idle)(void *ud), void *ud);
 void agt_destroy(agt_t *a);
+/* Runs accepted since start, and 1 while a run is active (loop thread). */
+uint64_t agt_runs_started(const agt_t *a);
+int agt_busy(const agt_t *a);
 
 #endif

@@ -47,6 +47,12 @@ static const char usage[] =
     "  --auth-token-file F    require `authorization: Bearer <token>` with the token in F\n"
     "  --keepalive-interval D HTTP/2 PING after D without traffic (default 5s)\n"
     "  --keepalive-timeout D  drop the controller when no answer within D (default 10s)\n"
+    "  --exit-on-disconnect   exit once the controller that started a run is gone: when that\n"
+    "                         run has ended and no controller connection is left, or when no\n"
+    "                         run arrives within --start-timeout (used when sai3bench-ctl\n"
+    "                         starts agents over SSH)\n"
+    "  --start-timeout D      with --exit-on-disconnect: how long to wait for the first run\n"
+    "                         (default 120s)\n"
     "  -V, --version          print the version\n"
     "  -h, --help             this text\n";
 
@@ -111,6 +117,10 @@ typedef struct app {
     agt_t *agt;
     uv_signal_t sigint, sigterm;
     int stopping;
+    /* --exit-on-disconnect */
+    int exit_on_disconnect;
+    uint64_t start_timeout_ns, started_ns;
+    uv_timer_t watch;
 } app_t;
 
 static void srv_closed(void *ud)
@@ -118,6 +128,8 @@ static void srv_closed(void *ud)
     app_t *a = ud;
     uv_close((uv_handle_t *)&a->sigint, NULL);
     uv_close((uv_handle_t *)&a->sigterm, NULL);
+    if (a->exit_on_disconnect)
+        uv_close((uv_handle_t *)&a->watch, NULL);
     agt_destroy(a->agt);
     a->agt = NULL;
 }
@@ -139,6 +151,31 @@ static void on_signal(uv_signal_t *h, int sig)
            sig == SIGTERM ? "SIGTERM" : "SIGINT");
     agt_shutdown(a->agt, sig == SIGTERM ? "agent received SIGTERM" : "agent received SIGINT",
                  on_idle, a);
+}
+
+/* --exit-on-disconnect: checked every 200 ms. The agent leaves like on SIGTERM once a run was
+ * accepted, no run is active any more and no connection is open (the controller finished and
+ * hung up, was killed, or was dropped by the keepalive), or when no run came within the start
+ * timeout (the controller that launched it died before connecting). */
+static void on_watch(uv_timer_t *t)
+{
+    app_t *a = t->data;
+    if (a->stopping)
+        return;
+    const char *why = NULL;
+    if (agt_runs_started(a->agt) > 0) {
+        if (!agt_busy(a->agt) && rpc_server_connections(a->srv) == 0)
+            why = "the controller is gone (--exit-on-disconnect): exiting";
+    } else if (uv_hrtime() - a->started_ns > a->start_timeout_ns &&
+               rpc_server_connections(a->srv) == 0) {
+        why = "no run arrived within --start-timeout (--exit-on-disconnect): exiting";
+    }
+    if (!why)
+        return;
+    a->stopping = 1;
+    rx_log(RX_LOG_INFO, "agent", "%s", why);
+    uv_timer_stop(t);
+    agt_shutdown(a->agt, "agent exiting (--exit-on-disconnect)", on_idle, a);
 }
 
 /* Start-up failed after the loop existed: close what was made (the agent, the server, the loop)
@@ -213,7 +250,9 @@ int main(int argc, char **argv)
     wl_err_register();
     rpc_err_register();
     const char *listen = "0.0.0.0:7761";
-    const char *ki = NULL, *kt = NULL;
+    const char *ki = NULL, *kt = NULL, *st = NULL;
+    int exit_on_disconnect = 0;
+    uint64_t start_timeout_ns = 120000000000ull;
     o.results_root = "/tmp";
     o.io_threads = 64;
     o.keepalive_interval_ns = 5000000000ull;
@@ -221,7 +260,15 @@ int main(int argc, char **argv)
     char statedir[PATH_MAX];
     default_state_dir(statedir, sizeof(statedir));
     o.state_dir = statedir;
-    for (int i = 1; i < argc; i++) {
+    int first = 1;
+    /* `docker run IMAGE sai3bench-agent --listen ...` (the seed's form) with an image whose
+     * entrypoint is the agent: the repeated program name is not an argument */
+    if (argc > 1) {
+        const char *b = strrchr(argv[1], '/');
+        if (!strcmp(b ? b + 1 : argv[1], "sai3bench-agent"))
+            first = 2;
+    }
+    for (int i = first; i < argc; i++) {
         const char *a = argv[i], *val = NULL;
 #define NEED_VAL()                                                                                 \
     do {                                                                                           \
@@ -279,6 +326,11 @@ int main(int argc, char **argv)
         } else if (IS("--auth-token-file")) {
             NEED_VAL();
             o.auth_token_file = val;
+        } else if (!strcmp(a, "--exit-on-disconnect")) {
+            exit_on_disconnect = 1;
+        } else if (IS("--start-timeout")) {
+            NEED_VAL();
+            st = val;
         } else if (IS("--keepalive-interval")) {
             NEED_VAL();
             ki = val;
@@ -298,6 +350,11 @@ int main(int argc, char **argv)
     if (kt && (wl_parse_duration_ns(kt, &o.keepalive_timeout_ns, e, sizeof(e)) ||
                o.keepalive_timeout_ns < 100000000ull))
         return bad("--keepalive-timeout wants a duration of at least 100ms, got '%s'", kt);
+    if (st && (wl_parse_duration_ns(st, &start_timeout_ns, e, sizeof(e)) ||
+               start_timeout_ns < 100000000ull))
+        return bad("--start-timeout wants a duration of at least 100ms, got '%s'", st);
+    if (st && !exit_on_disconnect)
+        return bad("%s", "--start-timeout applies only with --exit-on-disconnect");
     if (!o.tls_cert != !o.tls_key)
         return bad("%s", "--tls-cert and --tls-key go together");
     {
@@ -441,6 +498,14 @@ int main(int argc, char **argv)
     app.sigint.data = app.sigterm.data = &app;
     uv_signal_start(&app.sigint, on_signal, SIGINT);
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);
+    if (exit_on_disconnect) {
+        app.exit_on_disconnect = 1;
+        app.start_timeout_ns = start_timeout_ns;
+        app.started_ns = uv_hrtime();
+        uv_timer_init(&app.loop, &app.watch);
+        app.watch.data = &app;
+        uv_timer_start(&app.watch, on_watch, 200, 200);
+    }
     uv_run(&app.loop, UV_RUN_DEFAULT);
     uv_loop_close(&app.loop);
     rx_tls_ctx_destroy(tctx);

@@ -462,6 +462,21 @@ distributed:
     check(q.returncode == 2 and "port" in q.stderr, f"bad port: {q.returncode} {q.stderr!r}")
     q = subprocess.run([AGENT, "--bogus"], capture_output=True, text=True, timeout=30)
     check(q.returncode == 2 and "--bogus" in q.stderr, f"bad flag: {q.stderr!r}")
+    # the seed's `docker run IMAGE sai3bench-agent --listen ...` with the agent as entrypoint
+    q = subprocess.run([AGENT, "sai3bench-agent", "--version"], capture_output=True, text=True,
+                       timeout=30)
+    check(q.returncode == 0 and q.stdout.startswith("sai3bench-agent "),
+          f"a leading program name is not skipped: {q.stdout!r} {q.stderr!r}")
+    q = subprocess.run([AGENT, "sai3bench-ctl"], capture_output=True, text=True, timeout=30)
+    check(q.returncode == 2 and "unexpected argument 'sai3bench-ctl'" in q.stderr,
+          f"a stray argument: {q.stderr!r}")
+    # --start-timeout needs --exit-on-disconnect; with it, an agent nobody uses leaves by itself
+    q = subprocess.run([AGENT, "--start-timeout", "1s"], capture_output=True, text=True, timeout=30)
+    check(q.returncode == 2 and "--exit-on-disconnect" in q.stderr, f"{q.stderr!r}")
+    q = subprocess.run([AGENT, "--listen", "127.0.0.1:0", "--exit-on-disconnect",
+                        "--start-timeout", "500ms"], capture_output=True, text=True, timeout=30)
+    check(q.returncode == 0 and "no run arrived within --start-timeout" in q.stderr,
+          f"--start-timeout: exit {q.returncode}, {q.stderr[-500:]!r}")
     # RUST_LOG=debug gives debug lines (a Ping is logged at debug)
     a2 = Agent(base, "agent-dbg", env={"RUST_LOG": "debug"})
     run_ctl(CTL, ["ping", "--agents", a2.addr], cwd=base)
