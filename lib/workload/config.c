@@ -1736,11 +1736,109 @@ int wl_agent_address_parse(const char *s, char *host, size_t hostlen, int *port,
     return 0;
 }
 
-static const char *const agent_keys[] = {"address", "id", "target_override",
-                                         "concurrency_override", "tls_fingerprint", NULL};
-static const char *const agent_unsup[] = {"env",           "volumes",        "path_template",
-                                          "listen_port",   "multi_endpoint", "kv_cache_dir",
-                                          NULL};
+static const char *const agent_keys[] = {"address",         "id",          "target_override",
+                                         "concurrency_override", "tls_fingerprint",
+                                         "listen_port",     "env",         "volumes",
+                                         NULL};
+static const char *const agent_unsup[] = {"path_template", "multi_endpoint", "kv_cache_dir", NULL};
+
+/* A list of strings (a single string is a list of one). */
+static void get_str_list(ctx_t *x, const char *key, const node_t *v, char ***out, size_t *n)
+{
+    char b[96];
+    if (is_null(v) || *out)
+        return;
+    if (v->kind == N_SCALAR) {
+        char **l = calloc(2, sizeof(char *));
+        if (!l) {
+            x->nomem = 1;
+            return;
+        }
+        *out = l;
+        *n = 1;
+        get_str(x, key, v, &l[0]);
+        return;
+    }
+    if (v->kind != N_SEQ) {
+        err_at(x, v, "'%s' must be a list of strings, %s", key, describe(v, b, sizeof(b)));
+        return;
+    }
+    char **l = calloc(v->n + 1, sizeof(char *));
+    if (!l) {
+        x->nomem = 1;
+        return;
+    }
+    *out = l;
+    *n = v->n;
+    for (size_t j = 0; j < v->n; j++)
+        get_str(x, key, v->kids[j], &l[j]);
+}
+
+/* env: a mapping NAME: value (NAME a shell variable name). */
+static void get_env_map(ctx_t *x, const char *key, const node_t *v, wl_kv_t **out, size_t *n)
+{
+    if (is_null(v) || *out)
+        return;
+    if (need_map(x, key, v, "a mapping of NAME: value") < 0)
+        return;
+    size_t np = npairs(v);
+    if (!np)
+        return;
+    wl_kv_t *l = calloc(np, sizeof(*l));
+    if (!l) {
+        x->nomem = 1;
+        return;
+    }
+    *out = l;
+    *n = np;
+    for (size_t i = 0; i < np; i++) {
+        const char *k = pair_key(x, v, i);
+        const node_t *kn = v->kids[2 * i];
+        if (!k)
+            continue;
+        int ok = isalpha((unsigned char)k[0]) || k[0] == '_';
+        for (const char *q = k; *q && ok; q++)
+            ok = isalnum((unsigned char)*q) || *q == '_';
+        if (!ok) {
+            err_at(x, kn, "'%s' names must be environment variable names (letters, digits, '_'), "
+                          "got '%.40s'",
+                   key, k);
+            continue;
+        }
+        if (!(l[i].key = strdup(k))) {
+            x->nomem = 1;
+            continue;
+        }
+        get_str(x, k, pair_v(v, i), &l[i].value);
+    }
+}
+
+static void check_volumes(ctx_t *x, const node_t *v, char **vols, size_t n)
+{
+    for (size_t j = 0; j < n; j++) {
+        const char *s = vols[j];
+        const char *c = s ? strchr(s, ':') : NULL;
+        if (s && (!c || c == s || !c[1]))
+            err_at(x, v->kind == N_SEQ && j < v->n ? v->kids[j] : v,
+                   "volumes entries are host_path:container_path[:mode], got '%.60s'", s);
+    }
+}
+
+static void free_kv(wl_kv_t *l, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(l[i].key);
+        free(l[i].value);
+    }
+    free(l);
+}
+
+static void free_strs(char **l, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(l[i]);
+    free(l);
+}
 
 static void walk_agent(ctx_t *x, const node_t *m, void *item, size_t pos)
 {
@@ -1787,6 +1885,15 @@ static void walk_agent(ctx_t *x, const node_t *m, void *item, size_t pos)
                 get_u32(x, k, val, 1, MAX_CONCURRENCY, &a->concurrency_override);
             } else if (!strcmp(k, "tls_fingerprint")) {
                 get_str(x, k, val, &a->tls_fingerprint);
+            } else if (!strcmp(k, "listen_port")) {
+                uint64_t p;
+                if (get_uint(x, k, val, 1, 65535, &p) == 0)
+                    a->listen_port = (int)p;
+            } else if (!strcmp(k, "env")) {
+                get_env_map(x, k, val, &a->env, &a->nenv);
+            } else if (!strcmp(k, "volumes")) {
+                get_str_list(x, k, val, &a->volumes, &a->nvolumes);
+                check_volumes(x, val, a->volumes, a->nvolumes);
             } else {
                 unknown_key(x, kn, &ks);
             }
@@ -1804,11 +1911,26 @@ static void walk_agent(ctx_t *x, const node_t *m, void *item, size_t pos)
     }
     if (!(a->host = strdup(host)))
         x->nomem = 1;
+    {
+        /* did the address carry a port? (bare IPv6 addresses have none) */
+        const char *rb = strrchr(a->address, ']');
+        const char *c1 = strchr(a->address, ':');
+        a->port_given = a->address[0] == '[' ? (rb && rb[1] == ':')
+                                             : (c1 && !strchr(c1 + 1, ':'));
+    }
     if (!a->id) {
         char id[32];
         snprintf(id, sizeof(id), "agent-%zu", pos + 1);
         if (!(a->id = strdup(id)))
             x->nomem = 1;
+    }
+    if (a->listen_port) {
+        if (a->port_given && a->port != a->listen_port)
+            err_at(x, m,
+                   "agent '%s': 'listen_port' %d differs from the port of its address '%s' (give "
+                   "one of them)",
+                   a->id ? a->id : "?", a->listen_port, a->address);
+        a->port = a->listen_port;
     }
 }
 
@@ -1980,6 +2102,142 @@ static void walk_dtls(ctx_t *x, const node_t *v, wl_dist_cfg_t *d)
         err_at(x, v, "distributed.tls needs both 'client_cert' and 'client_key' (or neither)");
 }
 
+static const char *const ssh_keys[] = {"enabled",     "user",    "key_path", "port",
+                                       "known_hosts", "timeout", NULL};
+
+static void walk_ssh(ctx_t *x, const node_t *v, wl_ssh_cfg_t *h)
+{
+    h->present = 1;
+    h->line = v->line;
+    h->col = v->col;
+    if (is_null(v))
+        return;
+    if (need_map(x, "ssh", v, "a mapping (enabled, user, key_path, port, known_hosts, timeout)") < 0)
+        return;
+    keyset_t ks = {"in distributed.ssh", ssh_keys, NULL};
+    for (size_t i = 0; i < npairs(v); i++) {
+        const char *k = pair_key(x, v, i);
+        const node_t *val = pair_v(v, i);
+        const node_t *kn = v->kids[2 * i];
+        if (!k)
+            continue;
+        if (!strcmp(k, "enabled")) {
+            get_bool(x, k, val, &h->enabled);
+        } else if (!strcmp(k, "user")) {
+            if (get_str(x, k, val, &h->user) == 0 &&
+                (!h->user[0] || strpbrk(h->user, "@:/ \t")))
+                err_at(x, val, "'user' must be a user name (no '@', ':', '/' or spaces), got '%.40s'",
+                       h->user);
+        } else if (!strcmp(k, "key_path")) {
+            if (get_str(x, k, val, &h->key_path) == 0 && !h->key_path[0])
+                err_at(x, val, "'key_path' is empty");
+        } else if (!strcmp(k, "port")) {
+            uint64_t p;
+            if (get_uint(x, k, val, 1, 65535, &p) == 0)
+                h->port = (int)p;
+        } else if (!strcmp(k, "known_hosts")) {
+            if (get_str(x, k, val, &h->known_hosts) == 0 && !h->known_hosts[0])
+                err_at(x, val,
+                       "'known_hosts' is empty: host keys are always checked (leave the key out "
+                       "for ~/.ssh/known_hosts)");
+        } else if (!strcmp(k, "timeout")) {
+            if (get_duration(x, k, val, &h->timeout_ns) == 0 &&
+                (h->timeout_ns < 100 * MS_NS || h->timeout_ns > DAY_NS))
+                err_at(x, val, "'timeout' must be between 100ms and 1 day");
+        } else {
+            unknown_key(x, kn, &ks);
+        }
+    }
+}
+
+static const char *const deploy_keys[] = {"type",        "deploy_type", "container_runtime",
+                                          "image",       "network_mode", "pull_policy",
+                                          "binary_path", "docker_args", "agent_args",
+                                          "env",         "volumes",     "log_dir",
+                                          NULL};
+
+static void walk_deploy(ctx_t *x, const node_t *v, wl_deploy_cfg_t *dp)
+{
+    static const char *const tnames[] = {"binary", "docker", NULL};
+    static const int tvals[] = {WL_DEPLOY_BINARY, WL_DEPLOY_DOCKER};
+    static const char *const pnames[] = {"if_not_present", "always", "never", NULL};
+    static const int pvals[] = {WL_PULL_IF_NOT_PRESENT, WL_PULL_ALWAYS, WL_PULL_NEVER};
+    dp->present = 1;
+    dp->line = v->line;
+    dp->col = v->col;
+    if (is_null(v))
+        return;
+    if (need_map(x, "deployment", v, "a mapping (type, image, network_mode, ...)") < 0)
+        return;
+    keyset_t ks = {"in distributed.deployment", deploy_keys, NULL};
+    const node_t *ntype = NULL, *nvol = NULL, *nimg = NULL;
+    for (size_t i = 0; i < npairs(v); i++) {
+        const char *k = pair_key(x, v, i);
+        const node_t *val = pair_v(v, i);
+        const node_t *kn = v->kids[2 * i];
+        if (!k)
+            continue;
+        if (!strcmp(k, "type") || !strcmp(k, "deploy_type")) {
+            int t;
+            if (ntype)
+                err_at(x, kn, "give 'type' or 'deploy_type', not both");
+            ntype = val;
+            if (get_enum(x, "deployment type", val, tnames, tvals, tnames, &t) == 0)
+                dp->type = (wl_deploy_type_t)t;
+        } else if (!strcmp(k, "container_runtime")) {
+            if (get_str(x, k, val, &dp->runtime) == 0 && strcmp(dp->runtime, "docker") &&
+                strcmp(dp->runtime, "podman"))
+                err_at(x, val, "'container_runtime' must be docker or podman, got '%.40s'",
+                       dp->runtime);
+        } else if (!strcmp(k, "image")) {
+            nimg = val;
+            if (get_str(x, k, val, &dp->image) == 0 &&
+                (!dp->image[0] || strpbrk(dp->image, " \t'\"$`;&|<>")))
+                err_at(x, val, "'image' must be an image reference such as "
+                               "registry/sai3-bench:v1, got '%.60s'",
+                       dp->image);
+        } else if (!strcmp(k, "network_mode")) {
+            if (get_str(x, k, val, &dp->network_mode) == 0 &&
+                (!dp->network_mode[0] || strpbrk(dp->network_mode, " \t'\"$`;&|<>")))
+                err_at(x, val, "'network_mode' must be a docker network name such as host, got "
+                               "'%.40s'",
+                       dp->network_mode);
+        } else if (!strcmp(k, "pull_policy")) {
+            int pp;
+            if (get_enum(x, k, val, pnames, pvals, pnames, &pp) == 0)
+                dp->pull_policy = (wl_pull_policy_t)pp;
+        } else if (!strcmp(k, "binary_path")) {
+            if (get_str(x, k, val, &dp->binary_path) == 0 && !dp->binary_path[0])
+                err_at(x, val, "'binary_path' is empty");
+        } else if (!strcmp(k, "docker_args")) {
+            get_str_list(x, k, val, &dp->docker_args, &dp->ndocker_args);
+        } else if (!strcmp(k, "agent_args")) {
+            get_str_list(x, k, val, &dp->agent_args, &dp->nagent_args);
+        } else if (!strcmp(k, "env")) {
+            get_env_map(x, k, val, &dp->env, &dp->nenv);
+        } else if (!strcmp(k, "volumes")) {
+            nvol = val;
+            get_str_list(x, k, val, &dp->volumes, &dp->nvolumes);
+            check_volumes(x, val, dp->volumes, dp->nvolumes);
+        } else if (!strcmp(k, "log_dir")) {
+            if (get_str(x, k, val, &dp->log_dir) == 0 && !dp->log_dir[0])
+                err_at(x, val, "'log_dir' is empty");
+        } else {
+            unknown_key(x, kn, &ks);
+        }
+    }
+    if (dp->type != WL_DEPLOY_DOCKER) {
+        if (nvol)
+            err_at(x, nvol, "'volumes' applies to 'type: docker' deployments only");
+        if (nimg)
+            err_at(x, nimg, "'image' applies to 'type: docker' deployments only");
+        if (dp->ndocker_args || dp->runtime || dp->network_mode)
+            err_at(x, v,
+                   "docker_args, container_runtime and network_mode apply to 'type: docker' "
+                   "deployments only");
+    }
+}
+
 static const char *const dist_keys[] = {"agents",
                                         "shared_filesystem",
                                         "start_delay",
@@ -1995,11 +2253,12 @@ static const char *const dist_keys[] = {"agents",
                                         "grpc_keepalive_timeout",
                                         "agent_ready_timeout",
                                         "connect_timeout",
+                                        "ssh",
+                                        "deployment",
                                         NULL};
 static const char *const dist_unsup[] = {"tree_creation_mode", "path_selection",
                                          "partition_overlap",  "barrier_sync",
-                                         "kv_cache_dir",       "ssh",
-                                         "deployment",         NULL};
+                                         "kv_cache_dir",       NULL};
 
 static void walk_distributed(ctx_t *x, const node_t *v, wl_config_t *c)
 {
@@ -2016,7 +2275,7 @@ static void walk_distributed(ctx_t *x, const node_t *v, wl_config_t *c)
     if (need_map(x, "distributed", v, "a mapping (agents, shared_filesystem, stages, ...)") < 0)
         return;
     keyset_t ks = {"in distributed", dist_keys, dist_unsup};
-    const node_t *nagents = NULL;
+    const node_t *nagents = NULL, *nssh = NULL, *ndeploy = NULL;
     for (size_t i = 0; i < npairs(v); i++) {
         const char *k = pair_key(x, v, i);
         const node_t *val = pair_v(v, i);
@@ -2087,6 +2346,12 @@ static void walk_distributed(ctx_t *x, const node_t *v, wl_config_t *c)
             if (get_duration(x, k, val, &d->connect_timeout_ns) == 0 &&
                 (d->connect_timeout_ns < MS_NS || d->connect_timeout_ns > DAY_NS))
                 err_at(x, val, "'connect_timeout' must be between 1ms and 1 day");
+        } else if (!strcmp(k, "ssh")) {
+            nssh = val;
+            walk_ssh(x, val, &d->ssh);
+        } else if (!strcmp(k, "deployment")) {
+            ndeploy = val;
+            walk_deploy(x, val, &d->deploy);
         } else {
             unknown_key(x, kn, &ks);
         }
@@ -2097,7 +2362,23 @@ static void walk_distributed(ctx_t *x, const node_t *v, wl_config_t *c)
         const wl_agent_cfg_t *a = &d->agents[j];
         if (a->tls_fingerprint && !d->tls)
             d->tls = 1;
+        /* keys that only mean something when the controller starts the agents */
+        if (!d->ssh.enabled && (a->listen_port || a->nenv || a->nvolumes))
+            err_at_lc(x, a->line, a->col,
+                      "agent '%s': listen_port, env and volumes apply only when the controller "
+                      "starts the agents (distributed.ssh.enabled: true)",
+                      a->id ? a->id : "?");
+        else if (a->nvolumes && d->deploy.type != WL_DEPLOY_DOCKER)
+            err_at_lc(x, a->line, a->col,
+                      "agent '%s': volumes apply to 'deployment: {type: docker}' only",
+                      a->id ? a->id : "?");
     }
+    if (ndeploy && !d->ssh.enabled)
+        err_at(x, ndeploy,
+               "'deployment' needs 'ssh: {enabled: true}': agents are deployed over SSH");
+    if (nssh && d->ssh.enabled && nagents == NULL)
+        err_at(x, nssh,
+               "'ssh' is enabled but there is no 'agents' list (the hosts to start agents on)");
 }
 
 void wl_dist_free(wl_dist_cfg_t *d)
@@ -2109,8 +2390,22 @@ void wl_dist_free(wl_dist_cfg_t *d)
         free(a->id);
         free(a->target_override);
         free(a->tls_fingerprint);
+        free_kv(a->env, a->nenv);
+        free_strs(a->volumes, a->nvolumes);
     }
     free(d->agents);
+    free(d->ssh.user);
+    free(d->ssh.key_path);
+    free(d->ssh.known_hosts);
+    free(d->deploy.runtime);
+    free(d->deploy.image);
+    free(d->deploy.network_mode);
+    free(d->deploy.binary_path);
+    free_strs(d->deploy.docker_args, d->deploy.ndocker_args);
+    free_strs(d->deploy.agent_args, d->deploy.nagent_args);
+    free_kv(d->deploy.env, d->deploy.nenv);
+    free_strs(d->deploy.volumes, d->deploy.nvolumes);
+    free(d->deploy.log_dir);
     for (size_t i = 0; i < d->nstages; i++) {
         wl_stage_cfg_t *s = &d->stages[i];
         free(s->name);
@@ -2139,6 +2434,8 @@ void wl_dist_defaults(wl_dist_cfg_t *d)
     d->keepalive_timeout_ns = 10ULL * 1000000000ULL;
     d->agent_ready_timeout_ns = 120ULL * 1000000000ULL;
     d->connect_timeout_ns = 5ULL * 1000000000ULL;
+    d->ssh.port = 22;
+    d->ssh.timeout_ns = 10ULL * 1000000000ULL;
 }
 
 /* ---------------------------------------------------------------- top level ----------------- */

@@ -167,6 +167,11 @@ typedef struct wl_stage_cfg {
     int line, col;
 } wl_stage_cfg_t;
 
+/* A NAME=value pair (env of agents started over SSH). */
+typedef struct wl_kv {
+    char *key, *value;
+} wl_kv_t;
+
 typedef struct wl_agent_cfg {
     char *address;          /* as written */
     char *host;             /* without brackets */
@@ -175,8 +180,58 @@ typedef struct wl_agent_cfg {
     char *target_override;  /* NULL = none */
     uint32_t concurrency_override; /* 0 = none */
     char *tls_fingerprint;  /* per-agent pin (overrides distributed.tls.fingerprint) */
+    int port_given;         /* the address had ":port" */
+    int listen_port;        /* listen_port (SSH mode): 0 = not given */
+    wl_kv_t *env;           /* env (SSH mode): added to the agent's environment */
+    size_t nenv;
+    char **volumes;         /* volumes (docker deployment): host:container[:mode] */
+    size_t nvolumes;
     int line, col;
 } wl_agent_cfg_t;
+
+/* distributed.ssh: the controller starts (and stops) the agents over SSH. */
+typedef struct wl_ssh_cfg {
+    int present;
+    int enabled;
+    char *user;          /* NULL = the local user name */
+    char *key_path;      /* NULL = ~/.ssh/sai3bench_id_rsa */
+    int port;            /* default 22 */
+    char *known_hosts;   /* NULL = ~/.ssh/known_hosts (host keys are always checked) */
+    uint64_t timeout_ns; /* per SSH step and for the agent to listen; default 10 s */
+    int line, col;
+} wl_ssh_cfg_t;
+
+typedef enum wl_deploy_type {
+    WL_DEPLOY_BINARY = 0, /* the agent binary on the host (default) */
+    WL_DEPLOY_DOCKER,     /* a container (docker or podman) */
+} wl_deploy_type_t;
+
+typedef enum wl_pull_policy {
+    WL_PULL_IF_NOT_PRESENT = 0,
+    WL_PULL_ALWAYS,
+    WL_PULL_NEVER,
+} wl_pull_policy_t;
+
+/* distributed.deployment: how the agent is started over SSH. */
+typedef struct wl_deploy_cfg {
+    int present;
+    wl_deploy_type_t type;      /* type (or deploy_type) */
+    char *runtime;              /* container_runtime: "docker" (default) or "podman" */
+    char *image;                /* default "sai3bench:latest" */
+    char *network_mode;         /* default "host" */
+    wl_pull_policy_t pull_policy;
+    char *binary_path;          /* default "sai3bench-agent" (PATH, /usr/local/bin, ~/.local/bin) */
+    char **docker_args;         /* extra arguments of `docker run` */
+    size_t ndocker_args;
+    char **agent_args;          /* extra arguments of the agent */
+    size_t nagent_args;
+    wl_kv_t *env;               /* env for every agent (an agent's own env wins) */
+    size_t nenv;
+    char **volumes;             /* docker only */
+    size_t nvolumes;
+    char *log_dir;              /* default "~/sai3-logs" on the agent host */
+    int line, col;
+} wl_deploy_cfg_t;
 
 #define WL_AGENT_DEFAULT_PORT 7761
 
@@ -204,6 +259,8 @@ typedef struct wl_dist_cfg {
     uint64_t keepalive_timeout_ns;  /* grpc_keepalive_timeout, default 10 s */
     uint64_t agent_ready_timeout_ns;/* default 120 s */
     uint64_t connect_timeout_ns;    /* connect_timeout, default 5 s */
+    wl_ssh_cfg_t ssh;
+    wl_deploy_cfg_t deploy;
     int line, col;
 } wl_dist_cfg_t;
 
