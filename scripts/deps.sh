@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(
   # build
   meson ninja-build pkg-config gcc libc6-dev
-  libuv1-dev libyaml-dev libjansson-dev libzstd-dev libmbedtls-dev libexpat1-dev libnghttp2-dev
+  libuv1-dev libyaml-dev libjansson-dev libzstd-dev libmbedtls-dev libexpat1-dev libnghttp2-dev libssh2-1-dev
   protobuf-c-compiler libprotobuf-c-dev
   # tests
   libcmocka-dev clang libclang-rt-14-dev zstd python3 valgrind
@@ -15,12 +15,15 @@ PKGS=(
   nginx awscli openssl curl
   # gRPC interop peer (Debian's grpcio, used with /usr/bin/python3) and network namespaces
   python3-grpcio python3-grpc-tools python3-protobuf iproute2 python3-jwt python3-cryptography
+  # SSH deployment: a real OpenSSH server, sshpass and ssh-keygen for cross-checks, systemd-analyze
+  # and shellcheck for the packaging checks
+  openssh-server openssh-client sshpass systemd shellcheck groff-base man-db
   # benchmark comparison
   fio wrk nghttp2-client
 )
 if [ "${1:-}" = "--build-only" ]; then
   PKGS=(meson ninja-build pkg-config gcc libc6-dev libuv1-dev libyaml-dev libjansson-dev libzstd-dev
-        libmbedtls-dev libexpat1-dev libnghttp2-dev protobuf-c-compiler libprotobuf-c-dev)
+        libmbedtls-dev libexpat1-dev libnghttp2-dev protobuf-c-compiler libprotobuf-c-dev libssh2-1-dev)
 fi
 
 missing=()

@@ -70,6 +70,10 @@ void ctl_print_phase_errors(const wl_stats_t *st);
  * exit status: 0 ok, 1 an operation failed, 2 bad usage. */
 int ctl_cmd_util(const ctl_opts_t *o, int argc, char **argv);
 
+/* sshsetup_cmd.c — `ssh-setup [options]`; argv holds the arguments after "ssh-setup". Returns the
+ * exit status: 0 every host ready, 1 any host failed, 2 bad usage. */
+int ctl_cmd_ssh_setup(const ctl_opts_t *o, int argc, char **argv);
+
 /* ------------------------------------------------------------------------------------------- */
 /* dist.c — distributed runs over sai3bench-agent processes (gRPC, proto/sai3bench.proto).      */
 
@@ -203,6 +207,15 @@ void ctl_live_agent_gone(ctl_live_t *l, size_t agent);
 int ctl_live_pop(ctl_live_t *l, uint64_t now_ns, int64_t force_upto, ctl_live_slot_t *out);
 void ctl_live_slot_free(ctl_live_slot_t *s);
 
+/* A growing string: appends never fail visibly; oom sticks and the caller checks it at the end
+ * (then frees p). */
+typedef struct ctl_sb {
+    char *p;
+    size_t len, cap;
+    int oom;
+} ctl_sb_t;
+void ctl_sb_printf(ctl_sb_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Clock offset of one Ping sample (agent - controller) and its round trip, ns. */
 void ctl_clock_sample(int64_t t0, int64_t t1, int64_t t2, int64_t t3, int64_t *offset,
                       int64_t *rtt);
@@ -212,5 +225,80 @@ void ctl_clock_sample(int64_t t0, int64_t t1, int64_t t2, int64_t t3, int64_t *o
 char *ctl_dist_describe(const wl_config_t *cfg, const ctl_agent_spec_t *agents, size_t nagents,
                         int replaced, const ctl_stage_t *stages, size_t nstages,
                         const char *extra);
+
+/* ------------------------------------------------------------------------------------------- */
+/* deploy.c — agents started and stopped over SSH for a run (distributed.ssh.enabled). Called on
+ * the main thread; each call runs one thread per agent (blocking libssh2 sessions, apps/ctl/ssh.h)
+ * and returns when all are done. Nothing here prints: the caller reports per agent. */
+typedef struct ctl_deploy ctl_deploy_t;
+
+/* agents: the run's agents (borrowed; must outlive dp). token: what the agents must require
+ * (NULL = none). tls_auto: start them with --tls and pin what their logs show. */
+int ctl_deploy_create(const wl_config_t *cfg, const ctl_agent_spec_t *agents, size_t n,
+                      const char *run_id, const char *token, int tls_auto, ctl_deploy_t **out);
+/* Starts every agent in parallel and waits until each listens, failed, or *cancel became
+ * non-zero. Returns how many are not listening. */
+size_t ctl_deploy_start(ctl_deploy_t *dp, const volatile int *cancel);
+/* Agent i after start: NULL when it listens, else why not. */
+const char *ctl_deploy_error(const ctl_deploy_t *dp, size_t i);
+/* What start did on agent i: "pid 1234" / "container sai3bench-agent-a1" ("" if nothing). */
+const char *ctl_deploy_what(const ctl_deploy_t *dp, size_t i);
+/* The TLS fingerprint agent i printed (tls_auto), or NULL. */
+const char *ctl_deploy_fingerprint(const ctl_deploy_t *dp, size_t i);
+/* The agent's command line as started (no secrets), for the log. */
+const char *ctl_deploy_command(const ctl_deploy_t *dp, size_t i);
+/* Stops, in parallel, every agent that start launched (also those that failed later), by the
+ * pid or container name it got; reconnects when a session died. *cancel is only checked between
+ * steps that are bounded anyway. Returns how many could not be confirmed stopped. */
+size_t ctl_deploy_stop(ctl_deploy_t *dp, const volatile int *cancel);
+/* Agent i after stop: "stopped", "had exited", "killed after 10 s", ... NULL if it was never
+ * started. */
+const char *ctl_deploy_stop_text(const ctl_deploy_t *dp, size_t i);
+/* 1 when agent i was launched and not yet stopped. */
+int ctl_deploy_launched(const ctl_deploy_t *dp, size_t i);
+void ctl_deploy_free(ctl_deploy_t *dp);
+
+/* ------------------------------------------------------------------------------------------- */
+/* deploy_plan.c — the shell scripts that start, probe and stop one agent on its host over SSH
+ * (distributed.ssh / distributed.deployment). Pure: unit-tested in test/unit/ctl. Each script is
+ * fed to `sh -s` on stdin, so nothing of it (environment values, the token) appears in any
+ * process's arguments on the agent host, except `docker run`'s own arguments (no values: env goes
+ * through an --env-file that is removed right after the start). Every script prints one status
+ * line first:
+ *   start:  "SAI3_STARTED <pid or container name> <log offset>" | "SAI3_FAILED <why>"
+ *   probe:  "SAI3_READY" (then the agent's log lines after the offset) | "SAI3_WAIT" |
+ *           "SAI3_EXITED" (then the last 20 log lines)
+ *   stop:   "SAI3_STOPPED" | "SAI3_KILLED" (did not stop within 10 s of SIGTERM) | "SAI3_GONE"
+ *           (had exited already) | "SAI3_NOTOURS" (that pid is now another program: untouched) */
+typedef struct ctl_deploy_spec {
+    const wl_dist_cfg_t *dist; /* ssh and deployment settings */
+    const char *agent_id;
+    const char *run_id;
+    int port;                  /* listen port */
+    int ipv6;                  /* listen on [::] instead of 0.0.0.0 */
+    const wl_kv_t *env;        /* the agent's own env (wins over deployment.env) */
+    size_t nenv;
+    char *const *volumes;      /* docker */
+    size_t nvolumes;
+    const char *token;         /* auth token the agent must require (NULL = none) */
+    int tls_auto;              /* start with --tls (certificate made on the host; pinned from the
+                                  fingerprint its log shows) */
+} ctl_deploy_spec_t;
+
+/* malloc'd scripts (NULL on ENOMEM). handle and log_off come from the start script's line. */
+char *ctl_deploy_start_script(const ctl_deploy_spec_t *s);
+char *ctl_deploy_probe_script(const ctl_deploy_spec_t *s, const char *handle, long long log_off);
+char *ctl_deploy_stop_script(const ctl_deploy_spec_t *s, const char *handle);
+/* The container name of an agent: "sai3bench-agent-<id>". */
+void ctl_deploy_container_name(const char *agent_id, char *out, size_t len);
+/* The agent's command line (argv joined with single spaces, shell-quoted where needed) as the
+ * start script runs it: for `type: docker` the whole `docker run ...` line. For display and
+ * tests; holds no environment values. malloc'd. */
+char *ctl_deploy_command_line(const ctl_deploy_spec_t *s);
+/* Parses the first line of a script's output: *status gets the word after "SAI3_" (e.g.
+ * "STARTED"), rest (may be NULL) the remainder of that line, next the text after it. Returns 0
+ * or -EINVAL when the output has no SAI3_ line (then *status is ""). */
+int ctl_deploy_parse(const char *out, char *status, size_t slen, char *rest, size_t rlen,
+                     const char **next);
 
 #endif

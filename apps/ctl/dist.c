@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include <uv.h>
 
 #include "ctl.h"
+#include "ssh.h"
 #include "rpc/client.h"
 #include "rpc/err.h"
 #include "rx/err.h"
@@ -157,6 +159,10 @@ typedef struct dist {
     int classes_used[WL_CLASS__COUNT];
     int open_loop;
     wl_stats_t scratch;
+    /* agents started over SSH (distributed.ssh.enabled) */
+    int ssh;
+    int ssh_tls_auto;
+    ctl_deploy_t *deploy;
     /* env forwarding */
     Sai3bench__RunSpec__EnvEntry *env;
     Sai3bench__RunSpec__EnvEntry **envp;
@@ -1357,7 +1363,7 @@ static int setup_transport(dist_t *d, char *err, size_t errlen)
                 return -EINVAL;
             }
             a->has_pin = 1;
-        } else {
+        } else if (!d->ssh_tls_auto) {
             all_pinned = 0;
         }
     }
@@ -1667,6 +1673,10 @@ int ctl_cmd_ping(const ctl_opts_t *o)
         wl_config_free(&cfg);
         return rc == -ENOMEM ? 1 : 2;
     }
+    if (cfg.dist.ssh.enabled)
+        ctl_out("note: distributed.ssh.enabled: `run` starts these agents and stops them after "
+                "the run; ping reaches only agents that are running now (check SSH with "
+                "`sai3bench-ctl ssh-setup --test-only --hosts ...`)");
     if (loop_start(&d) != 0) {
         ctl_err("sai3bench-ctl ping: cannot start the event loop");
         dist_free(&d);
@@ -1719,7 +1729,7 @@ int ctl_dist_validate(const ctl_opts_t *o, const wl_config_t *cfg)
     const wl_dist_cfg_t *dc = &cfg->dist;
     int tls = dc->tls || o->agent_ca || o->tls;
     const char *ca = o->agent_ca ? o->agent_ca : dc->tls_ca;
-    char extra[1200];
+    char extra[2400];
     size_t k = 0;
     if (tls)
         k += (size_t)snprintf(extra + k, sizeof(extra) - k, "  transport: TLS%s%s%s%s%s%s\n",
@@ -1737,10 +1747,41 @@ int ctl_dist_validate(const ctl_opts_t *o, const wl_config_t *cfg)
     else if (k < sizeof(extra) && dc->auth_token_file)
         k += (size_t)snprintf(extra + k, sizeof(extra) - k, "  token: from %s\n",
                               dc->auth_token_file);
+    if (k < sizeof(extra) && dc->ssh.enabled) {
+        const wl_deploy_cfg_t *dp = &dc->deploy;
+        k += (size_t)snprintf(
+            extra + k, sizeof(extra) - k,
+            "  agents started over SSH: user %s, port %d, key %s, known_hosts %s, timeout %.1fs; "
+            "%s %s; logs in %s/agent-<id>.log\n",
+            dc->ssh.user ? dc->ssh.user : "(local user)", dc->ssh.port,
+            dc->ssh.key_path ? dc->ssh.key_path : "~/.ssh/sai3bench_id_rsa",
+            dc->ssh.known_hosts ? dc->ssh.known_hosts : "~/.ssh/known_hosts",
+            (double)dc->ssh.timeout_ns / 1e9,
+            dp->type == WL_DEPLOY_DOCKER ? (dp->runtime ? dp->runtime : "docker") : "binary",
+            dp->type == WL_DEPLOY_DOCKER ? (dp->image ? dp->image : "sai3bench:latest")
+                                         : (dp->binary_path ? dp->binary_path : "sai3bench-agent"),
+            dp->log_dir ? dp->log_dir : "~/sai3-logs");
+    }
     char *txt = ctl_dist_describe(cfg, specs, n, replaced, stages, nst, extra);
     if (txt)
         fputs(txt, stdout);
     free(txt);
+    if (dc->ssh.enabled) {
+        /* the exact commands (no secrets: env values and tokens are not on them) */
+        ctl_deploy_t *dpl = NULL;
+        const char *tok = getenv("SAI3_AUTH_TOKEN");
+        int auto_tls = tls && !ca && !dc->tls_fingerprint;
+        for (size_t j = 0; j < n; j++)
+            auto_tls &= specs[j].tls_fingerprint == NULL;
+        if (ctl_deploy_create(cfg, specs, n, "dry-run",
+                              (tok && tok[0]) || dc->auth_token_file ? "TOKEN" : NULL, auto_tls,
+                              &dpl) == 0) {
+            printf("agent commands (over SSH):\n");
+            for (size_t j = 0; j < n; j++)
+                printf("  %s on %s: %s\n", specs[j].id, specs[j].host, ctl_deploy_command(dpl, j));
+            ctl_deploy_free(dpl);
+        }
+    }
     ctl_agent_specs_free(specs, n);
     free(stages);
     return 0;
@@ -1996,6 +2037,136 @@ static void write_results(dist_t *d, int connected, const char *status, const ch
 
 /* ------------------------------------------------------------------ run ------------------ */
 
+/* ------------------------------------------------------------------ agents over SSH ------ */
+
+/* While agents are being started or stopped over SSH the event loop (and its signal handles)
+ * does not run: plain handlers count the signals instead. */
+static volatile sig_atomic_t ssh_signals;
+static volatile int ssh_cancel;
+
+static void ssh_on_signal(int sig)
+{
+    (void)sig;
+    ssh_signals++;
+    ssh_cancel = 1;
+    if (ssh_signals >= 3) {
+        static const char m[] = "\ninterrupted three times: exiting at once (agents started over "
+                                "SSH may still run: they exit by themselves within their start "
+                                "timeout or when their controller connection is gone)\n";
+        ssize_t w = write(STDERR_FILENO, m, sizeof(m) - 1);
+        (void)w;
+        _exit(130);
+    }
+}
+
+static void ssh_signals_catch(struct sigaction *old_int, struct sigaction *old_term)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = ssh_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, old_int);
+    sigaction(SIGTERM, &sa, old_term);
+}
+
+static void ssh_signals_restore(const struct sigaction *old_int, const struct sigaction *old_term)
+{
+    sigaction(SIGINT, old_int, NULL);
+    sigaction(SIGTERM, old_term, NULL);
+}
+
+/* Starts the agents over SSH. 0 all listen, 1 some did not (reported), 130 interrupted. */
+static int deploy_agents(dist_t *d, char *errtext, size_t errlen)
+{
+    const wl_ssh_cfg_t *sc = &d->cfg->dist.ssh;
+    if (ctl_ssh_global_init() != 0) {
+        snprintf(errtext, errlen, "cannot initialise libssh2");
+        return 1;
+    }
+    const char *tok = d->nmd ? d->auth + strlen("Bearer ") : NULL;
+    int rc = ctl_deploy_create(d->cfg, d->specs, d->n, d->run_id, tok, d->ssh_tls_auto, &d->deploy);
+    if (rc) {
+        snprintf(errtext, errlen, "out of memory");
+        return 1;
+    }
+    const wl_deploy_cfg_t *dp = &d->cfg->dist.deploy;
+    ctl_out("Starting %zu agent%s over SSH (port %d, %s%s%s)", d->n, d->n == 1 ? "" : "s",
+            sc->port, dp->type == WL_DEPLOY_DOCKER ? "container " : "binary ",
+            dp->type == WL_DEPLOY_DOCKER ? (dp->image ? dp->image : "sai3bench:latest")
+                                         : (dp->binary_path ? dp->binary_path : "sai3bench-agent"),
+            d->ssh_tls_auto ? ", TLS pinned from each agent's log" : "");
+    for (size_t k = 0; k < d->n; k++)
+        ctl_out("  %s: %s", d->specs[k].id, ctl_deploy_command(d->deploy, k));
+    struct sigaction oi, ot;
+    ssh_signals = 0;
+    ssh_cancel = 0;
+    ssh_signals_catch(&oi, &ot);
+    uint64_t t0 = mono_ns();
+    size_t bad = ctl_deploy_start(d->deploy, &ssh_cancel);
+    ssh_signals_restore(&oi, &ot);
+    int interrupted = ssh_signals > 0;
+    for (size_t k = 0; k < d->n; k++) {
+        agent_t *a = &d->ag[k];
+        const char *e = ctl_deploy_error(d->deploy, k);
+        const char *what = ctl_deploy_what(d->deploy, k);
+        if (!e) {
+            const char *fp = ctl_deploy_fingerprint(d->deploy, k);
+            if (fp && !a->has_pin && rx_tls_fingerprint_parse(fp, a->pin) == 0)
+                a->has_pin = 1;
+            ctl_out("  %s: started on %s (%s), listening on port %d%s%s", a->spec->id,
+                    a->spec->host, what, a->spec->port, fp ? ", TLS " : "", fp ? fp : "");
+        } else {
+            ctl_err("  %s: %s%s%s%s: %s", a->spec->id, a->spec->host, what[0] ? " (" : "", what,
+                    what[0] ? ")" : "", e);
+            copy_str(a->err, sizeof(a->err), e);
+            set_fin(a, FIN_UNREACHABLE, e);
+        }
+    }
+    if (interrupted) {
+        d->interrupted = 1;
+        snprintf(errtext, errlen, "interrupted while starting the agents over SSH");
+        return 130;
+    }
+    if (bad) {
+        snprintf(errtext, errlen, "%zu of %zu agent%s could not be started over SSH; nothing was run",
+                 bad, d->n, d->n == 1 ? "" : "s");
+        return 1;
+    }
+    ctl_out("All %zu agent%s started over SSH in %.1f s", d->n, d->n == 1 ? "" : "s",
+            (double)(mono_ns() - t0) / 1e9);
+    return 0;
+}
+
+/* Stops what deploy_agents started (whatever happened in between). */
+static void undeploy_agents(dist_t *d)
+{
+    if (!d->deploy)
+        return;
+    size_t launched = 0;
+    for (size_t k = 0; k < d->n; k++)
+        launched += ctl_deploy_launched(d->deploy, k) != 0;
+    if (launched) {
+        ctl_out("Stopping the %zu agent%s started over SSH", launched, launched == 1 ? "" : "s");
+        struct sigaction oi, ot;
+        ssh_signals = 0;
+        ssh_signals_catch(&oi, &ot);
+        size_t bad = ctl_deploy_stop(d->deploy, NULL);
+        ssh_signals_restore(&oi, &ot);
+        for (size_t k = 0; k < d->n; k++) {
+            const char *t = ctl_deploy_stop_text(d->deploy, k);
+            if (t)
+                ctl_out("  %s on %s (%s): %s", d->specs[k].id, d->specs[k].host,
+                        ctl_deploy_what(d->deploy, k), t);
+        }
+        if (bad)
+            ctl_err("warning: %zu agent%s started over SSH could not be confirmed stopped (they "
+                    "exit by themselves once no controller is connected)",
+                    bad, bad == 1 ? "" : "s");
+    }
+    ctl_deploy_free(d->deploy);
+    d->deploy = NULL;
+}
+
 int ctl_dist_run(const ctl_opts_t *o, const wl_config_t *cfg)
 {
     rpc_err_register();
@@ -2005,6 +2176,15 @@ int ctl_dist_run(const ctl_opts_t *o, const wl_config_t *cfg)
     int rc = dist_init(&d, o, cfg, 0, err, sizeof(err));
     if (!rc)
         rc = setup_token(&d, err, sizeof(err));
+    if (!rc && cfg->dist.ssh.enabled) {
+        /* TLS without a CA or pins: each agent makes its certificate and the fingerprint its log
+         * shows (read over the authenticated SSH session) is pinned */
+        int any_pin = cfg->dist.tls_fingerprint != NULL;
+        for (size_t k = 0; k < d.n; k++)
+            any_pin |= d.specs[k].tls_fingerprint != NULL;
+        d.ssh = 1;
+        d.ssh_tls_auto = (cfg->dist.tls || o->tls) && !o->agent_ca && !cfg->dist.tls_ca && !any_pin;
+    }
     if (!rc)
         rc = setup_transport(&d, err, sizeof(err));
     if (!rc && (rc = read_file(o->config, &d.yaml, &d.yaml_len)) != 0)
@@ -2055,15 +2235,29 @@ int ctl_dist_run(const ctl_opts_t *o, const wl_config_t *cfg)
     if (o->cores)
         ctl_out("notice: --cores applies to in-process runs; agents use their own cores");
 
+    const char *status = "completed";
+    int exit_code = 0;
+    char errtext[800] = "";
+    if (d.ssh) {
+        int drc = deploy_agents(&d, errtext, sizeof(errtext));
+        if (drc) {
+            status = drc == 130 ? "interrupted" : "failed";
+            exit_code = drc;
+            ctl_err("error: %s", errtext);
+            for (size_t k = 0; k < d.n; k++)
+                if (d.ag[k].fin == FIN_NONE)
+                    set_fin(&d.ag[k], FIN_ABORTED, "run not started (other agents cannot take part)");
+            write_results(&d, 0, status, errtext, t_start, 0);
+            goto out;
+        }
+    }
     if (loop_start(&d) != 0) {
         ctl_err("error: cannot start the event loop");
+        undeploy_agents(&d);
         dist_free(&d);
         ctl_console_close_log();
         return 1;
     }
-    const char *status = "completed";
-    int exit_code = 0;
-    char errtext[800] = "";
     size_t bad = connect_all(&d);
     for (size_t k = 0; k < d.n; k++)
         if (d.ag[k].fin == FIN_NONE)
@@ -2091,6 +2285,7 @@ int ctl_dist_run(const ctl_opts_t *o, const wl_config_t *cfg)
     if (setup_env(&d) != 0) {
         ctl_err("error: out of memory");
         loop_finish(&d);
+        undeploy_agents(&d);
         dist_free(&d);
         ctl_console_close_log();
         return 1;
@@ -2174,6 +2369,7 @@ int ctl_dist_run(const ctl_opts_t *o, const wl_config_t *cfg)
     write_results(&d, 1, status, errtext, t_start, exit_code == 0);
 
 out:
+    undeploy_agents(&d);
     ctl_out("Results saved to: %s", d.dir);
     ctl_console_close_log();
     dist_free(&d);

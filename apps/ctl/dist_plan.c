@@ -505,14 +505,7 @@ void ctl_clock_sample(int64_t t0, int64_t t1, int64_t t2, int64_t t3, int64_t *o
 
 /* ------------------------------------------------------------------ describe ------------- */
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} sbuf_t;
-
-static void sb_printf(sbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf_t *b, const char *fmt, ...)
+void ctl_sb_printf(ctl_sb_t *b, const char *fmt, ...)
 {
     if (b->oom)
         return;
@@ -542,75 +535,75 @@ char *ctl_dist_describe(const wl_config_t *cfg, const ctl_agent_spec_t *agents, 
                         int replaced, const ctl_stage_t *stages, size_t nstages, const char *extra)
 {
     const wl_dist_cfg_t *d = &cfg->dist;
-    sbuf_t b = {0};
+    ctl_sb_t b = {0};
     char t1[48], t2[48], t3[48];
-    sb_printf(&b, "Distributed run: %zu agent%s\n", nagents, nagents == 1 ? "" : "s");
+    ctl_sb_printf(&b, "Distributed run: %zu agent%s\n", nagents, nagents == 1 ? "" : "s");
     if (replaced)
-        sb_printf(&b, "  (--agents replaces the %zu agents of distributed.agents)\n", d->nagents);
+        ctl_sb_printf(&b, "  (--agents replaces the %zu agents of distributed.agents)\n", d->nagents);
     for (size_t i = 0; i < nagents; i++) {
         const ctl_agent_spec_t *a = &agents[i];
-        sb_printf(&b, "  %-16s %s:%d", a->id, a->host, a->port);
+        ctl_sb_printf(&b, "  %-16s %s:%d", a->id, a->host, a->port);
         if (a->target_override)
-            sb_printf(&b, "  target %s", a->target_override);
+            ctl_sb_printf(&b, "  target %s", a->target_override);
         if (a->concurrency_override)
-            sb_printf(&b, "  concurrency %" PRIu32, a->concurrency_override);
+            ctl_sb_printf(&b, "  concurrency %" PRIu32, a->concurrency_override);
         if (a->tls_fingerprint)
-            sb_printf(&b, "  pinned %s", a->tls_fingerprint);
-        sb_printf(&b, "\n");
+            ctl_sb_printf(&b, "  pinned %s", a->tls_fingerprint);
+        ctl_sb_printf(&b, "\n");
     }
     int shared = ctl_dist_shared_fs(cfg);
-    sb_printf(&b, "  shared filesystem: %s%s\n", shared ? "yes" : "no",
+    ctl_sb_printf(&b, "  shared filesystem: %s%s\n", shared ? "yes" : "no",
               d->shared_filesystem >= 0 ? ""
               : shared                  ? " (object-store URIs)"
                                         : " (not object-store URIs)");
     if (shared)
-        sb_printf(&b, "    agents split the prepared objects (index %% %zu)\n", nagents);
+        ctl_sb_printf(&b, "    agents split the prepared objects (index %% %zu)\n", nagents);
     else
-        sb_printf(&b,
+        ctl_sb_printf(&b,
                   "    each agent prepares and uses its own objects under agent-<id>/ of the "
                   "target (%s: agent-%s/)\n",
                   nagents ? agents[0].id : "?", nagents ? agents[0].id : "?");
-    sb_printf(&b, "  barrier: %s", ctl_barrier_rule_name(d->barrier));
+    ctl_sb_printf(&b, "  barrier: %s", ctl_barrier_rule_name(d->barrier));
     if (d->barrier_timeout_ns)
-        sb_printf(&b, ", timeout %s", wl_fmt_ns(d->barrier_timeout_ns, t1, sizeof(t1)));
-    sb_printf(&b, "; on agent failure: %s\n", d->abort_on_agent_failure ? "abort" : "continue");
-    sb_printf(&b, "  start delay %s, connect timeout %s, ready timeout %s\n",
+        ctl_sb_printf(&b, ", timeout %s", wl_fmt_ns(d->barrier_timeout_ns, t1, sizeof(t1)));
+    ctl_sb_printf(&b, "; on agent failure: %s\n", d->abort_on_agent_failure ? "abort" : "continue");
+    ctl_sb_printf(&b, "  start delay %s, connect timeout %s, ready timeout %s\n",
               wl_fmt_ns(d->start_delay_ns, t1, sizeof(t1)),
               wl_fmt_ns(d->connect_timeout_ns, t2, sizeof(t2)),
               wl_fmt_ns(d->agent_ready_timeout_ns, t3, sizeof(t3)));
-    sb_printf(&b, "  keepalive every %s, timeout %s\n",
+    ctl_sb_printf(&b, "  keepalive every %s, timeout %s\n",
               wl_fmt_ns(d->keepalive_interval_ns, t1, sizeof(t1)),
               wl_fmt_ns(d->keepalive_timeout_ns, t2, sizeof(t2)));
     if (extra)
-        sb_printf(&b, "%s", extra);
-    sb_printf(&b, "Distributed stages (each ends at a barrier):\n");
+        ctl_sb_printf(&b, "%s", extra);
+    ctl_sb_printf(&b, "Distributed stages (each ends at a barrier):\n");
     for (size_t i = 0; i < nstages; i++) {
         const ctl_stage_t *s = &stages[i];
-        sb_printf(&b, "  %zu. %-16s %-8s", i + 1, s->name, ctl_stage_type_name(s->type));
+        ctl_sb_printf(&b, "  %zu. %-16s %-8s", i + 1, s->name, ctl_stage_type_name(s->type));
         switch (s->type) {
         case WL_STAGE_EXECUTE:
-            sb_printf(
+            ctl_sb_printf(
                 &b, " %s",
                 wl_fmt_ns(s->duration_ns ? s->duration_ns : cfg->duration_ns, t1, sizeof(t1)));
             break;
         case WL_STAGE_PREPARE:
         case WL_STAGE_CLEANUP:
             if (s->expected_objects)
-                sb_printf(&b, " %" PRIu64 " objects", s->expected_objects);
+                ctl_sb_printf(&b, " %" PRIu64 " objects", s->expected_objects);
             break;
         case WL_STAGE_CUSTOM:
-            sb_printf(&b, " %s", s->command ? s->command : "?");
+            ctl_sb_printf(&b, " %s", s->command ? s->command : "?");
             for (size_t j = 0; j < s->nargs; j++)
-                sb_printf(&b, " %s", s->args[j]);
+                ctl_sb_printf(&b, " %s", s->args[j]);
             break;
         }
         if (s->timeout_ns)
-            sb_printf(&b, ", timeout %s", wl_fmt_ns(s->timeout_ns, t1, sizeof(t1)));
+            ctl_sb_printf(&b, ", timeout %s", wl_fmt_ns(s->timeout_ns, t1, sizeof(t1)));
         if (s->optional)
-            sb_printf(&b, ", optional");
+            ctl_sb_printf(&b, ", optional");
         if (i == 0 || s->type == WL_STAGE_EXECUTE)
-            sb_printf(&b, ", same start instant on every agent");
-        sb_printf(&b, "\n");
+            ctl_sb_printf(&b, ", same start instant on every agent");
+        ctl_sb_printf(&b, "\n");
     }
     if (b.oom) {
         free(b.p);

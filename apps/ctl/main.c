@@ -36,6 +36,9 @@ static const char usage[] =
     "                        distributed: block or --agents: also the agents and stages)\n"
     "  ping [--config FILE | --agents LIST] [--agent-ca FILE] [--tls]\n"
     "                        check that the agents answer: version, host, cores, state, clock\n"
+    "  ssh-setup --hosts [USER@]HOST[,...] [options]\n"
+    "                        passwordless SSH to agent hosts: key pair, authorized_keys,\n"
+    "                        known_hosts, checks ('sai3bench-ctl ssh-setup --help')\n"
     "  util ls|stat|get|put|rm|health URI [options]\n"
     "                        storage utilities on any URI ('sai3bench-ctl util --help')\n"
     "  version               print the version\n"
@@ -148,6 +151,10 @@ int main(int argc, char **argv)
         } else if (!cmd && strcmp(a, "util") == 0) {
             /* util parses its own arguments */
             return ctl_cmd_util(&o, argc - i - 1, argv + i + 1);
+        } else if (!cmd && strcmp(a, "ssh-setup") == 0) {
+            /* so does ssh-setup */
+            ctl_console_init(o.verbose);
+            return ctl_cmd_ssh_setup(&o, argc - i - 1, argv + i + 1);
         } else if (!cmd) {
             cmd = a;
         } else {
@@ -178,7 +185,7 @@ int main(int argc, char **argv)
         return ctl_cmd_ping(&o);
     }
     if (!is_run && !is_validate)
-        return bad("unknown command '%s' (commands: run, validate, ping, util, version)", cmd);
+        return bad("unknown command '%s' (commands: run, validate, ping, ssh-setup, util, version)", cmd);
     if (!o.config) return bad("%s needs --config FILE", cmd);
     if (o.prepare_only + o.skip_prepare + o.cleanup_only > 1 ||
         (o.cleanup_only && o.no_cleanup))
