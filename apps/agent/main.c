@@ -1,5 +1,6 @@
 /* sai3bench-agent: command line, logging, TLS material, the gRPC server and signals. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -7,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -421,19 +423,35 @@ int main(int argc, char **argv)
                             o.state_dir, strerror(-rc));
                     return 1;
                 }
-                char host[256] = "localhost";
-                gethostname(host, sizeof(host) - 1);
-                const char *names[] = {"sai3bench-agent", "localhost", host, NULL};
-                if (!strcmp(host, "localhost"))
-                    names[2] = NULL;
-                rc = rx_tls_cert_generate(cert, key, "sai3bench-agent", names, 3650, e,
-                                          sizeof(e));
-                if (rc) {
-                    fprintf(stderr, "sai3bench-agent: cannot make a TLS certificate: %s\n", e);
+                /* agents sharing a state dir (several on one host) make one certificate, not
+                 * two halves of two: the first one makes it under the lock, the others use it */
+                char lockp[PATH_MAX + 16];
+                snprintf(lockp, sizeof(lockp), "%s/.cert.lock", o.state_dir);
+                int lfd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+                if (lfd < 0 || flock(lfd, LOCK_EX) != 0) {
+                    fprintf(stderr, "sai3bench-agent: cannot lock %s: %s\n", lockp,
+                            strerror(errno));
+                    if (lfd >= 0)
+                        close(lfd);
                     return 1;
                 }
-                fprintf(stderr, "sai3bench-agent: made a new TLS certificate %s (key %s)\n", cert,
-                        key);
+                if (access(cert, R_OK) != 0 || access(key, R_OK) != 0) {
+                    char host[256] = "localhost";
+                    gethostname(host, sizeof(host) - 1);
+                    const char *names[] = {"sai3bench-agent", "localhost", host, NULL};
+                    if (!strcmp(host, "localhost"))
+                        names[2] = NULL;
+                    rc = rx_tls_cert_generate(cert, key, "sai3bench-agent", names, 3650, e,
+                                              sizeof(e));
+                    if (rc) {
+                        close(lfd);
+                        fprintf(stderr, "sai3bench-agent: cannot make a TLS certificate: %s\n", e);
+                        return 1;
+                    }
+                    fprintf(stderr, "sai3bench-agent: made a new TLS certificate %s (key %s)\n",
+                            cert, key);
+                }
+                close(lfd); /* releases the lock */
             }
         }
         uint8_t fp[32];

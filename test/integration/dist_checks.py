@@ -477,6 +477,20 @@ distributed:
                         "--start-timeout", "500ms"], capture_output=True, text=True, timeout=30)
     check(q.returncode == 0 and "no run arrived within --start-timeout" in q.stderr,
           f"--start-timeout: exit {q.returncode}, {q.stderr[-500:]!r}")
+    # agents starting at once on one state dir (several per host) make one certificate together
+    sd = tmpdir(prefix="sai3-it-state-")
+    ps = [subprocess.Popen([AGENT, "--listen", "127.0.0.1:0", "--tls", "--state-dir", sd,
+                            "--exit-on-disconnect", "--start-timeout", "1s"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+          for _ in range(4)]
+    fps = set()
+    for p in ps:
+        out, err = p.communicate(timeout=60)
+        check(p.returncode == 0 and "sai3bench-agent listening (TLS)" in out,
+              f"concurrent TLS start: exit {p.returncode}, {out!r} {err[-600:]!r}")
+        fps.update(l for l in out.splitlines() if l.startswith("SHA-256 fingerprint: "))
+    check(len(fps) == 1, f"agents sharing a state dir show different certificates: {fps}")
+    subprocess.run(["rm", "-rf", sd])
     # RUST_LOG=debug gives debug lines (a Ping is logged at debug)
     a2 = Agent(base, "agent-dbg", env={"RUST_LOG": "debug"})
     run_ctl(CTL, ["ping", "--agents", a2.addr], cwd=base)
