@@ -404,11 +404,8 @@ def check_kill_ctl(base):
         p1, p2 = free_ports(2)
         cfg = config(env, [("k1", f"127.0.0.1:{p1}"), ("k2", f"127.0.0.1:{p2}")], srv.port,
                      duration="60s")
-        t0 = time.time()
         rc, out, err = run_and_signal(env, cfg, signal.SIGKILL, 3)
         check(rc == -signal.SIGKILL, f"controller exit {rc}")
-        check(sshfix.agent_pids(user=USER) or time.time() - t0 < 0,
-              "the agents were gone before the controller was killed?")
         t_kill = time.time()
         # nobody stops them: they leave by themselves once their controller connection is gone
         no_agents_left(within=25.0, what=" 25 s after the controller was killed")
