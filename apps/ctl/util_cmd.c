@@ -64,7 +64,9 @@ static const char util_usage[] =
     "\n"
     "--count N repeats the operation N times (default 1) with up to --concurrency C of them in\n"
     "flight (default 1). Every subcommand but health ends with one line per operation type:\n"
-    "  OP: N ops, E errors, mean X, p50 X, p99 X, max X[, BYTES bytes, X MiB/s]\n"
+    "  OP: N ops, E errors, mean X, p50 X, p99 X, max X[, BYTES bytes, X MiB/s][, R retried]\n"
+    "A retryable failure (HTTP 5xx, throttling, a dropped connection) is repeated up to 3 times\n"
+    "(after 100, 200, 400 ms); R counts those repeats.\n"
     "\n"
     "network stores (s3://, az://, gs://), every subcommand:\n"
     "  --endpoint URL      endpoint (as the config's 'endpoint:'); else s3:// the URI's host or\n"
@@ -431,6 +433,7 @@ typedef struct opstat {
     sto_op_t op;
     wl_hist_t h;
     uint64_t ops, errors, bytes;
+    uint64_t retried; /* attempts that failed with a retryable error and were repeated */
     uint64_t t0, t1; /* first submit, last completion (for MiB/s) */
 } opstat_t;
 
@@ -446,9 +449,16 @@ typedef struct util {
 
 typedef struct batch batch_t;
 
+/* Retryable failures (5xx, throttling, a dropped connection) are repeated up to UTIL_RETRIES
+ * times, after 100, 200, 400 ms (+ up to 50% jitter), as AWS tools do; only the last attempt
+ * counts as the op. */
+#define UTIL_RETRIES 3
+
 typedef struct slot {
     sto_req_t req;
     batch_t *b;
+    uv_timer_t timer;
+    int attempt;
     char name[32];
     struct iovec iov[WL_DG_MAX_IOV];
 } slot_t;
@@ -495,6 +505,26 @@ static void report(util_t *u, const char *key, int status, const char *detail)
 }
 
 static void slot_next(slot_t *sl);
+static void on_done(sto_req_t *r);
+
+static void slot_retry(uv_timer_t *t)
+{
+    slot_t *sl = t->data;
+    batch_t *b = sl->b;
+    sto_req_t *r = &sl->req;
+    memset(&r->res, 0, sizeof(r->res));
+    int rc = sto_submit(b->u->st, r);
+    if (rc == 0)
+        return;
+    b->inflight--;
+    b->s->ops++;
+    b->s->errors++;
+    b->last_status = rc;
+    b->last_detail[0] = '\0';
+    if (!b->quiet)
+        report(b->u, r->key, rc, "");
+    slot_next(sl);
+}
 
 static void on_done(sto_req_t *r)
 {
@@ -502,6 +532,15 @@ static void on_done(sto_req_t *r)
     batch_t *b = sl->b;
     opstat_t *s = b->s;
     const sto_result_t *res = &r->res;
+    /* a LIST that delivered entries already is not repeated (they would come twice) */
+    if (res->status != 0 && res->retryable && sl->attempt < UTIL_RETRIES &&
+        !(r->op == STO_OP_LIST && res->bytes > 0)) {
+        uint64_t ms = 100ull << sl->attempt;
+        sl->attempt++;
+        s->retried++;
+        uv_timer_start(&sl->timer, slot_retry, ms + (uint64_t)rand() % (ms / 2 + 1), 0);
+        return; /* still in flight */
+    }
     b->inflight--;
     s->ops++;
     wl_hist_record(&s->h, res->t_end_ns > res->t_submit_ns ? res->t_end_ns - res->t_submit_ns : 0);
@@ -537,6 +576,7 @@ static void slot_next(slot_t *sl)
         uint64_t i = b->next++;
         sto_req_t *r = &sl->req;
         memset(r, 0, sizeof(*r));
+        sl->attempt = 0;
         r->op = b->op;
         r->done = on_done;
         r->ud = sl;
@@ -571,6 +611,11 @@ static void slot_next(slot_t *sl)
     }
 }
 
+static void timer_closed(uv_handle_t *h)
+{
+    (*(unsigned *)h->data)--;
+}
+
 /* Runs the batch to completion on the util loop. */
 static void run_batch(batch_t *b, unsigned conc)
 {
@@ -589,10 +634,20 @@ static void run_batch(batch_t *b, unsigned conc)
     }
     for (unsigned i = 0; i < conc; i++) {
         slots[i].b = b;
-        slot_next(&slots[i]);
+        uv_timer_init(&b->u->loop, &slots[i].timer);
+        slots[i].timer.data = &slots[i];
     }
+    for (unsigned i = 0; i < conc; i++)
+        slot_next(&slots[i]);
     /* until the batch is done: network stores keep timers and idle connections alive */
     while (b->inflight > 0)
+        uv_run(&b->u->loop, UV_RUN_ONCE);
+    unsigned closing = conc;
+    for (unsigned i = 0; i < conc; i++) {
+        slots[i].timer.data = &closing;
+        uv_close((uv_handle_t *)&slots[i].timer, timer_closed);
+    }
+    while (closing > 0)
         uv_run(&b->u->loop, UV_RUN_ONCE);
     free(slots);
 }
@@ -619,8 +674,11 @@ static void print_stat(const opstat_t *s, int with_bytes)
         snprintf(extra, sizeof(extra), ", %" PRIu64 " bytes, %.2f MiB/s", s->bytes,
                  secs > 0 ? (double)s->bytes / 1048576.0 / secs : 0.0);
     }
-    ctl_out("%s: %" PRIu64 " ops, %" PRIu64 " errors, mean %s, p50 %s, p99 %s, max %s%s",
-            sto_op_name(s->op), s->ops, s->errors, mean, p50, p99, mx, extra);
+    char retried[48] = "";
+    if (s->retried)
+        snprintf(retried, sizeof(retried), ", %" PRIu64 " retried", s->retried);
+    ctl_out("%s: %" PRIu64 " ops, %" PRIu64 " errors, mean %s, p50 %s, p99 %s, max %s%s%s",
+            sto_op_name(s->op), s->ops, s->errors, mean, p50, p99, mx, extra, retried);
 }
 
 static const char *plural(uint64_t n, const char *one, const char *many)

@@ -397,6 +397,19 @@ def t_badhttp():
         for scen, text in expect.items():
             p = run(["util", "get", f"s3://{host}/{scen}/obj"], cwd, env, expect=1, timeout=60)
             check(text.lower() in p.stderr.lower(), f"{scen}: stderr lacks {text!r}:\n{p.stderr}")
+            if scen == "slowdown":  # retryable: repeated 3 times, then reported
+                check("GET: 1 ops, 1 errors" in p.stdout and p.stdout.rstrip().endswith(
+                    ", 3 retried"), f"slowdown: util did not retry 3 times:\n{p.stdout}")
+        # util repeats retryable failures: two SlowDown answers, then the object (own server:
+        # the flaky countdown is per server and the workload below needs its own two)
+        bad2 = servers.BadHttp()
+        bad2.start()
+        try:
+            p = run(["util", "get", f"s3://127.0.0.1:{bad2.port}/flaky/obj"], cwd, env, timeout=60)
+            check("GET: 1 ops, 0 errors" in p.stdout and "2 retried" in p.stdout,
+                  f"util get of a flaky object:\n{p.stdout}\n{p.stderr}")
+        finally:
+            bad2.stop()
         ok = run(["util", "get", f"s3://{host}/chunked/obj"], cwd, env)
         check("bytes: 11" in ok.stdout.splitlines(), ok.stdout)
         # a stalled body and a silent server hit the I/O timeout
