@@ -403,7 +403,12 @@ def t_badhttp(cwd):
               p.stderr)
         with bad.log_lock:
             log = list(bad.log)[before:]
-        check(5 <= len(log) <= 15 and all("comp=block&" in t for _, t in log), f"requests: {log}")
+        # each of the 4 attempts of the PUT (util repeats a retryable failure 3 times) sends the
+        # 5 blocks with up to 2 retries each, and never a Put Block List
+        check(util_summary(p, "PUT") == (1, 1) and p.stdout.rstrip().endswith(", 3 retried"),
+              p.stdout)
+        check(4 * 5 <= len(log) <= 4 * 15 and all("comp=block&" in t for _, t in log),
+              f"requests: {log}")
     finally:
         bad.stop()
 
