@@ -62,6 +62,11 @@ static const char sshsetup_usage[] =
     "  --timeout DUR         limit per step: connect, handshake, login, each command (default "
     "10s)\n"
     "  --agent-port N        agent port written to the template's addresses (default 7761)\n"
+    "  --install-agent[=FILE]\n"
+    "                        copy the agent binary (default: the sai3bench-agent next to this\n"
+    "                        sai3bench-ctl) to ~/.local/bin/sai3bench-agent on every host, check\n"
+    "                        that it runs there, and point the template's\n"
+    "                        deployment.binary_path at it\n"
     "  --test-only           only verify: key login, host key already known, the agent and "
     "docker;\n"
     "                        changes nothing anywhere and writes no template\n"
@@ -95,6 +100,9 @@ typedef struct setup {
     uint64_t timeout_ns;
     int agent_port;
     int test_only;
+    char *install_agent; /* --install-agent: the local agent binary to copy, or NULL */
+    char *agent_blob;    /* its contents */
+    size_t agent_len;
     char *password;     /* from --password-file or SAI3_SSH_PASSWORD; NULL: prompt */
     const char *pw_src; /* where it came from, for messages */
     int tty_fd;         /* /dev/tty, or -1 */
@@ -334,6 +342,8 @@ static void free_setup(setup_t *st)
     free(st->hosts);
     free(st->key_path);
     free(st->known_hosts);
+    free(st->install_agent);
+    free(st->agent_blob);
     if (st->password) {
         wipe(st->password);
         free(st->password);
@@ -554,6 +564,129 @@ static const char *first_line(const char *s, char *buf, size_t len)
     memcpy(buf, s, l);
     buf[l] = 0;
     return buf;
+}
+
+/* ---- --install-agent ---------------------------------------------------------------------- */
+
+/* The sai3bench-agent next to this program: installed side by side, or in the build tree
+ * (build/apps/ctl/sai3bench-ctl and build/apps/agent/sai3bench-agent). malloc'd or NULL. */
+static char *default_agent_path(void)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0)
+        return NULL;
+    self[n] = 0;
+    char *slash = strrchr(self, '/');
+    if (!slash)
+        return NULL;
+    *slash = 0;
+    static const char *const rel[] = {"/sai3bench-agent", "/../agent/sai3bench-agent"};
+    for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+        char cand[PATH_MAX + 32];
+        snprintf(cand, sizeof(cand), "%s%s", self, rel[i]);
+        if (access(cand, X_OK) == 0)
+            return realpath(cand, NULL);
+    }
+    return NULL;
+}
+
+/* Reads the binary to copy (a regular executable file up to 1 GiB). 0 or -1 (err). */
+static int load_agent(setup_t *st, const char *arg, char *err, size_t errlen)
+{
+    st->install_agent = arg ? strdup(arg) : default_agent_path();
+    if (!st->install_agent) {
+        snprintf(err, errlen, "--install-agent: no sai3bench-agent next to this sai3bench-ctl "
+                              "(give its path: --install-agent=FILE)");
+        return -1;
+    }
+    struct stat sb;
+    int fd = open(st->install_agent, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || !(sb.st_mode & S_IXUSR) ||
+        sb.st_size <= 0 || sb.st_size > (1 << 30)) {
+        snprintf(err, errlen, "--install-agent: %s is not an executable file%s%s",
+                 st->install_agent, fd < 0 ? ": " : "", fd < 0 ? strerror(errno) : "");
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    st->agent_len = (size_t)sb.st_size;
+    st->agent_blob = malloc(st->agent_len);
+    size_t got = 0;
+    while (st->agent_blob && got < st->agent_len) {
+        ssize_t r = read(fd, st->agent_blob + got, st->agent_len - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (!st->agent_blob || got != st->agent_len) {
+        snprintf(err, errlen, "--install-agent: cannot read %s", st->install_agent);
+        return -1;
+    }
+    return 0;
+}
+
+/* The binary arrives on stdin; it replaces ~/.local/bin/sai3bench-agent atomically (a run in
+ * progress keeps its old file), then must answer --version. */
+static const char agent_install_script[] =
+    "umask 022; d=\"$HOME/.local/bin\"; mkdir -p \"$d\" || exit 3; "
+    "t=\"$d/.sai3bench-agent.$$\"; "
+    "cat > \"$t\" || { rm -f \"$t\"; exit 4; }; "
+    "chmod 755 \"$t\" && mv -f \"$t\" \"$d/sai3bench-agent\" || { rm -f \"$t\"; exit 5; }; "
+    "echo \"sai3:installed=$d/sai3bench-agent\"; "
+    "v=$(\"$d/sai3bench-agent\" --version 2>&1 | head -n 3); "
+    "echo \"sai3:version=$(printf '%s' \"$v\" | tr '\\n' ' ')\"";
+
+/* Copies the agent binary to the host. 0 or -1 (reported; the host failed). */
+static int install_agent(const setup_t *st, host_t *h, ctl_ssh_t *s)
+{
+    char err[2048];
+    char *cmd = sh_command(agent_install_script);
+    if (!cmd) {
+        host_fail(h, "out of memory");
+        return -1;
+    }
+    char *out = NULL, *eout = NULL;
+    int status = -1;
+    /* megabytes over a slow link: more time than one command gets */
+    ctl_ssh_set_timeout(s, st->timeout_ms > 300000 ? st->timeout_ms : 300000);
+    int rc = ctl_ssh_exec(s, cmd, st->agent_blob, st->agent_len, &out, &eout, &status, err,
+                          sizeof(err));
+    ctl_ssh_set_timeout(s, st->timeout_ms);
+    free(cmd);
+    char path[1024], ver[512], l[256];
+    const char *p = rc == 0 && status == 0 ? find_value(out, "sai3:installed=", path, sizeof(path))
+                                           : NULL;
+    if (!p) {
+        if (rc != 0)
+            ctl_err("✗ copying sai3bench-agent to %s failed: %s", h->disp, err);
+        else
+            ctl_err("✗ copying sai3bench-agent to %s failed (exit status %d): %s", h->disp, status,
+                    first_line(eout, l, sizeof(l)));
+        host_fail(h, "agent copy failed");
+        free(out);
+        free(eout);
+        return -1;
+    }
+    const char *v = find_value(out, "sai3:version=", ver, sizeof(ver));
+    if (!v || strncmp(v, "sai3bench-agent ", 16) != 0) {
+        ctl_err("✗ sai3bench-agent copied to %s:%s but it does not run there: %s", h->disp, p,
+                v && *v ? v : "(no output)");
+        ctl_err("  it needs its libraries on the host (Debian 12: apt-get install libuv1 "
+                "libnghttp2-14 libmbedtls14 libmbedx509-1 libmbedcrypto7 libexpat1 libjansson4 "
+                "libyaml-0-2 libzstd1 libprotobuf-c1 libssh2-1) and the same architecture");
+        host_fail(h, "copied agent does not run");
+        free(out);
+        free(eout);
+        return -1;
+    }
+    ctl_out("✓ sai3bench-agent installed: %s (%s, %zu bytes)", p, v, st->agent_len);
+    free(out);
+    free(eout);
+    return 0;
 }
 
 /* Looks for sai3bench-agent and docker over an authenticated session. 0 or -1 (reported). */
@@ -852,7 +985,11 @@ static void setup_host(setup_t *st, host_t *h)
         }
         ctl_out("✓ Passwordless SSH access verified");
     }
-    /* 4. what the host has */
+    /* 4. the agent binary, when asked; then what the host has */
+    if (st->install_agent && install_agent(st, h, s) != 0) {
+        ctl_ssh_close(s);
+        return;
+    }
     if (detect(st, h, s) == 0) {
         if (h->agent_missing)
             ctl_out("✓ Host %s is ready (SSH only: install sai3bench-agent)", h->disp);
@@ -950,6 +1087,8 @@ static void write_distributed(FILE *f, const setup_t *st, const char *ind)
                     "user and port for all agents\n",
                     ind, h->disp, h->user, h->port);
     }
+    if (st->install_agent)
+        fprintf(f, "%s  deployment:\n%s    binary_path: ~/.local/bin/sai3bench-agent\n", ind, ind);
     fprintf(f, "%s  agents:\n", ind);
     int k = 0;
     for (size_t i = 0; i < st->nhosts; i++) {
@@ -1064,7 +1203,8 @@ int ctl_cmd_ssh_setup(const ctl_opts_t *o, int argc, char **argv)
 {
     (void)o;
     const char *hosts = NULL, *user = NULL, *key_path = DEFAULT_KEY, *pwfile = NULL;
-    const char *known_hosts = NULL, *timeout = NULL;
+    const char *known_hosts = NULL, *timeout = NULL, *install_arg = NULL;
+    int install = 0;
     setup_t st;
     memset(&st, 0, sizeof(st));
     st.tty_fd = -1;
@@ -1120,6 +1260,9 @@ int ctl_cmd_ssh_setup(const ctl_opts_t *o, int argc, char **argv)
                 return usage_err("--agent-port wants a number from 1 to 65535, got '%s'", val);
         } else if (!strcmp(a, "--test-only")) {
             st.test_only = 1;
+        } else if (!strcmp(a, "--install-agent") || !strncmp(a, "--install-agent=", 16)) {
+            install = 1;
+            install_arg = a[15] == '=' ? a + 16 : NULL;
         } else if (a[0] == '-') {
             return usage_err("unknown option '%s'", a);
         } else {
@@ -1130,6 +1273,8 @@ int ctl_cmd_ssh_setup(const ctl_opts_t *o, int argc, char **argv)
     }
     if (!hosts)
         return usage_err("%s", "--hosts is required, e.g. --hosts ubuntu@vm1,vm2");
+    if (install && st.test_only)
+        return usage_err("%s", "--install-agent changes the hosts: not with --test-only");
     if (!*key_path)
         return usage_err("%s", "--key-path is empty");
     if (!*st.template_path)
@@ -1173,6 +1318,10 @@ int ctl_cmd_ssh_setup(const ctl_opts_t *o, int argc, char **argv)
         st.known_hosts_default = 1;
     }
     if (key_pair_state(st.key_path, &st.key_exists, err, sizeof(err)) != 0) {
+        usage_err("%s", err);
+        goto out;
+    }
+    if (install && load_agent(&st, install_arg, err, sizeof(err)) != 0) {
         usage_err("%s", err);
         goto out;
     }

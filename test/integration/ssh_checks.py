@@ -26,6 +26,7 @@ import re
 import select
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -659,8 +660,70 @@ def check_tty(base):
         check(rc == 0 and prompts == 0, f"second run on a pty: exit {rc}, {prompts} prompts")
 
 
+def check_install(base):
+    """--install-agent copies the agent, the template points at it, and `run` with that very
+    template starts it over SSH, runs, and stops it: the seed's whole flow, nothing by hand."""
+    user, uhome, password, uid, gid = user_info()
+    sshd.reset_user_ssh(USER)
+    remove_agent(uhome)
+    e = Env(base, "install")
+    with sshd.Sshd(os.path.join(base, "sshd")) as d:
+        disp = f"{d.host}:{d.port}"
+        hosts = ["--hosts", f"{user}@{d.host}:{d.port}"]
+        # bad uses: nothing contacted, nothing written
+        notexec = write(os.path.join(e.root, "not-a-program"), "#!/bin/sh\n")
+        os.chmod(notexec, 0o644)
+        p, out = e.run(hosts + [f"--install-agent={notexec}"], password=password, expect=2)
+        check("is not an executable file" in out, out)
+        p, out = e.run(hosts + ["--install-agent", "--test-only"], expect=2)
+        check("not with --test-only" in out, out)
+        check(not os.path.exists(e.ssh), "a bad --install-agent wrote something")
+        s_ = socket.socket()
+        s_.bind(("127.0.0.1", 0))
+        aport = s_.getsockname()[1]
+        s_.close()
+        p, out = e.run(hosts + ["--install-agent", "--agent-port", str(aport)], password=password,
+                       secrets=[password])
+        dst = os.path.join(uhome, ".local", "bin", "sai3bench-agent")
+        expect_re(out, rf"^✓ sai3bench-agent installed: {re.escape(dst)} \(sai3bench-agent \S+, "
+                       rf"{os.path.getsize(AGENT)} bytes\)$")
+        expect_line(out, f"✓ Host {disp} is ready")
+        check(read(dst, binary=True) == read(AGENT, binary=True), "the copy differs")
+        st = os.stat(dst)
+        check(st.st_uid == uid and mode(dst) == 0o755, f"{dst}: uid {st.st_uid}, mode {oct(mode(dst))}")
+        check(not [n for n in os.listdir(os.path.dirname(dst)) if n.startswith(".sai3bench-agent.")],
+              "a temporary file was left in ~/.local/bin")
+        tmpl = read(e.template)
+        check("binary_path: ~/.local/bin/sai3bench-agent" in tmpl, tmpl)
+        validate_template(e, e.template)
+        # the template, with a target the SSH user can write and a short duration, runs as is
+        data = os.path.join(base, "data")
+        os.makedirs(data)
+        os.chmod(data, 0o777)
+        tmpl = tmpl.replace("/tmp/sai3bench-ssh-test/", data + "/").replace("duration: 30s",
+                                                                              "duration: 2s")
+        write(e.template, tmpl)
+        r = subprocess.run([CTL, "run", "--config", e.template], cwd=e.cwd, env=e.env(),
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240)
+        if r.returncode != 0:
+            print(r.stdout[-5000:], r.stderr[-3000:])
+            fail(f"run of the template: exit {r.returncode}")
+        expect_re(r.stdout, rf"^  agent-1: started on {re.escape(d.host)} \(pid \d+\), listening "
+                            rf"on port {aport}$")
+        expect_re(r.stdout, r"^  agent-1 on \S+ \(pid \d+\): (stopped|had exited already)$")
+        deadline = time.time() + 10
+        while sshd.agent_pids(user=USER) and time.time() < deadline:
+            time.sleep(0.2)
+        check(not sshd.agent_pids(user=USER), "an agent is left after the run")
+        # again: the binary is replaced in place (same content), still one file
+        p, out = e.run(hosts + ["--install-agent"])
+        expect_re(out, rf"^✓ sai3bench-agent installed: {re.escape(dst)} ")
+        check(read(dst, binary=True) == read(AGENT, binary=True), "the second copy differs")
+
+
 CHECKS = {
     "setup": check_setup,
+    "setup-install": check_install,
     "setup-twice": check_twice,
     "setup-wrongpw": check_wrongpw,
     "setup-hostkey": check_hostkey,
