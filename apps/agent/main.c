@@ -118,7 +118,8 @@ typedef struct app {
     rpc_server_t *srv;
     agt_t *agt;
     uv_signal_t sigint, sigterm;
-    int stopping;
+    int signals;  /* SIGINT/SIGTERM received */
+    int stopping; /* shutting down (a signal or --exit-on-disconnect) */
     /* --exit-on-disconnect */
     int exit_on_disconnect;
     uint64_t start_timeout_ns, started_ns;
@@ -145,10 +146,13 @@ static void on_idle(void *ud)
 static void on_signal(uv_signal_t *h, int sig)
 {
     app_t *a = h->data;
-    if (a->stopping++) {
+    if (a->signals++) {
         rx_log(RX_LOG_WARN, "agent", "second signal: exiting at once");
         _exit(1);
     }
+    if (a->stopping) /* already leaving (--exit-on-disconnect): nothing more to do */
+        return;
+    a->stopping = 1;
     rx_log(RX_LOG_INFO, "agent", "%s: stopping (an active run is aborted; its results are kept)",
            sig == SIGTERM ? "SIGTERM" : "SIGINT");
     agt_shutdown(a->agt, sig == SIGTERM ? "agent received SIGTERM" : "agent received SIGINT",
