@@ -185,26 +185,11 @@ static void op_put_back(az_op_t *op)
 
 /* ---- results ---- */
 
-static void fill_timing(sto_req_t *r, const rx_httpc_req_t *h)
-{
-    r->res.t_end_ns = h->t_end_ns ? h->t_end_ns : rx_now_ns();
-    if (r->op == STO_OP_GET)
-        r->res.t_first_ns = h->t_first_ns;
-    else if (!r->res.t_first_ns)
-        r->res.t_first_ns = r->res.t_submit_ns;
-}
-
 /* Completes the sto request of op (op goes back first, so done() may submit at once). */
 static void finish(az_op_t *op, int status)
 {
     sto_req_t *r = op->r;
-    fill_timing(r, &op->h);
-    r->res.status = status;
-    if (status == 0) {
-        r->res.retryable = 0;
-        r->res.code[0] = '\0';
-        r->res.detail[0] = '\0';
-    }
+    sto__http_result(r, &op->h, status);
     op_put_back(op);
     r->done(r);
 }
@@ -212,24 +197,18 @@ static void finish(az_op_t *op, int status)
 /* Maps an HTTP status and Azure error code to a sto code; sets retryable. */
 static int map_status(int http, const char *code, int *retryable)
 {
-    *retryable = 0;
-    if (http == 404)
-        return code && !strcmp(code, "ContainerNotFound") ? STO_ENOBUCKET : STO_ENOTFOUND;
-    if (http == 403 || http == 401)
-        return STO_EPERM;
-    if (http == 416)
-        return STO_ESHORT;
-    if (http == 503 || http == 429 || (code && !strcmp(code, "ServerBusy"))) {
+    if (http == 404 && code && !strcmp(code, "ContainerNotFound")) {
+        *retryable = 0;
+        return STO_ENOBUCKET;
+    }
+    if (code && !strcmp(code, "ServerBusy")) {
         *retryable = 1;
         return STO_ETHROTTLE;
     }
-    if (http >= 500) {
+    int st = sto__http_status(http, retryable);
+    if (code && !strcmp(code, "OperationTimedOut"))
         *retryable = 1;
-        return STO_ESERVER;
-    }
-    if (http == 408 || (code && !strcmp(code, "OperationTimedOut")))
-        *retryable = 1;
-    return STO_EHTTP;
+    return st;
 }
 
 /* The first line of an Azure message (the others are "RequestId:..." and "Time:..."). */

@@ -269,26 +269,11 @@ static void op_put_back(gcs_op_t *op)
 
 /* ---- results ---- */
 
-static void fill_timing(sto_req_t *r, const rx_httpc_req_t *h)
-{
-    r->res.t_end_ns = h->t_end_ns ? h->t_end_ns : rx_now_ns();
-    if (r->op == STO_OP_GET)
-        r->res.t_first_ns = h->t_first_ns;
-    else if (!r->res.t_first_ns)
-        r->res.t_first_ns = r->res.t_submit_ns;
-}
-
 /* Completes the sto request of op (puts op back first, so done() may submit at once). */
 static void finish(gcs_op_t *op, int status)
 {
     sto_req_t *r = op->r;
-    fill_timing(r, &op->h);
-    r->res.status = status;
-    if (status == 0) {
-        r->res.retryable = 0;
-        r->res.code[0] = '\0';
-        r->res.detail[0] = '\0';
-    }
+    sto__http_result(r, &op->h, status);
     op_put_back(op);
     r->done(r);
 }
@@ -301,29 +286,16 @@ static int bucket_missing(const char *msg)
 /* Maps an HTTP status and GCS reason to a sto code; sets retryable. */
 static int map_status(int http, const char *reason, int list, const char *msg, int *retryable)
 {
-    *retryable = 0;
     if (reason && (!strcmp(reason, "rateLimitExceeded") ||
                    !strcmp(reason, "userRateLimitExceeded") || !strcmp(reason, "slowDown"))) {
         *retryable = 1;
         return STO_ETHROTTLE;
     }
-    if (http == 404)
-        return list || bucket_missing(msg) ? STO_ENOBUCKET : STO_ENOTFOUND;
-    if (http == 401 || http == 403)
-        return STO_EPERM;
-    if (http == 416)
-        return STO_ESHORT;
-    if (http == 429 || http == 503) {
-        *retryable = 1;
-        return STO_ETHROTTLE;
+    if (http == 404 && (list || bucket_missing(msg))) {
+        *retryable = 0;
+        return STO_ENOBUCKET;
     }
-    if (http >= 500) {
-        *retryable = 1;
-        return STO_ESERVER;
-    }
-    if (http == 408)
-        *retryable = 1;
-    return STO_EHTTP;
+    return sto__http_status(http, retryable);
 }
 
 /* A printable start of a non-JSON error body ("Bad Request"). */

@@ -1,11 +1,51 @@
 /* HTTP client pools of the network backends (s3, az, gs): creation from a store's options, and
- * the per-thread registry through which the stores of one loop share a pool per endpoint. */
+ * the per-thread registry through which the stores of one loop share a pool per endpoint; the
+ * request results and HTTP status mapping the three share. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "rx/err.h"
+#include "rx/time.h"
+#include "sto/err.h"
 #include "sto_internal.h"
+
+void sto__http_result(sto_req_t *r, const rx_httpc_req_t *h, int status)
+{
+    r->res.t_end_ns = h->t_end_ns ? h->t_end_ns : rx_now_ns();
+    if (r->op == STO_OP_GET)
+        r->res.t_first_ns = h->t_first_ns;
+    else if (!r->res.t_first_ns)
+        r->res.t_first_ns = r->res.t_submit_ns;
+    r->res.status = status;
+    if (status == 0) {
+        r->res.retryable = 0;
+        r->res.code[0] = '\0';
+        r->res.detail[0] = '\0';
+    }
+}
+
+int sto__http_status(int http, int *retryable)
+{
+    *retryable = 0;
+    if (http == 404)
+        return STO_ENOTFOUND;
+    if (http == 401 || http == 403)
+        return STO_EPERM;
+    if (http == 416)
+        return STO_ESHORT;
+    if (http == 429 || http == 503) {
+        *retryable = 1;
+        return STO_ETHROTTLE;
+    }
+    if (http >= 500) {
+        *retryable = 1;
+        return STO_ESERVER;
+    }
+    if (http == 408)
+        *retryable = 1;
+    return STO_EHTTP;
+}
 
 int sto__http_create(const sto_store_t *s, uv_loop_t *loop, const char *host, int port, int tls,
                      int max_conns, int version, rx_httpc_t **out, rx_tls_ctx_t **tls_ctx,

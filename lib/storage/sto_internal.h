@@ -35,6 +35,13 @@ int sto__http_create(const sto_store_t *s, uv_loop_t *loop, const char *host, in
 int sto__http_acquire(const sto_store_t *s, uv_loop_t *loop, const char *host, int port, int tls,
                       rx_httpc_t **out, char *err, size_t errlen);
 void sto__http_release(rx_httpc_t *http);
+/* The result of request r from its HTTP exchange h: end time, time to first byte (GET: the
+ * response's first byte; others: the start), status; a success clears retryable/code/detail. */
+void sto__http_result(sto_req_t *r, const rx_httpc_req_t *h, int status);
+/* The sto code of an HTTP error status, provider codes aside: 404 STO_ENOTFOUND, 401/403
+ * STO_EPERM, 416 STO_ESHORT, 429/503 STO_ETHROTTLE, other 5xx STO_ESERVER (those two
+ * retryable), 408 STO_EHTTP but retryable, else STO_EHTTP. */
+int sto__http_status(int http, int *retryable);
 
 /* listpage.c — the entries of one LIST page, keys copied into one arena (loop thread).
  * push copies a key (RX_ENOMEM on failure); entries() resolves the keys into pointers once the
