@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "agent.h"
 #include "rpc/err.h"
 #include "rpc/server.h"
@@ -278,16 +279,10 @@ int main(int argc, char **argv)
         const char *a = argv[i], *val = NULL;
 #define NEED_VAL()                                                                                 \
     do {                                                                                           \
-        const char *eq = strchr(a, '=');                                                           \
-        if (eq) {                                                                                  \
-            val = eq + 1;                                                                          \
-        } else {                                                                                   \
-            if (i + 1 >= argc)                                                                     \
-                return bad("option '%s' needs a value", a);                                        \
-            val = argv[++i];                                                                       \
-        }                                                                                          \
+        if (app_opt_value(argc, argv, &i, &val) != 0)                                              \
+            return bad("option '%s' needs a value", a);                                            \
     } while (0)
-#define IS(name) (strcmp(a, name) == 0 || (strncmp(a, name "=", sizeof(name)) == 0))
+#define IS(name) app_opt_is(a, name)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(usage, stdout);
             return 0;

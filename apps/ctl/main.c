@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "ctl.h"
 #include "rx/engine.h"
 #include "rx/http1.h"
@@ -90,15 +91,10 @@ int main(int argc, char **argv)
         const char *val = NULL;
 #define NEED_VAL()                                                                                 \
     do {                                                                                           \
-        const char *eq = strchr(a, '=');                                                           \
-        if (eq) {                                                                                  \
-            val = eq + 1;                                                                          \
-        } else {                                                                                   \
-            if (i + 1 >= argc) return bad("option '%s' needs a value", a);                        \
-            val = argv[++i];                                                                       \
-        }                                                                                          \
+        if (app_opt_value(argc, argv, &i, &val) != 0)                                              \
+            return bad("option '%s' needs a value", a);                                            \
     } while (0)
-#define IS(name) (strcmp(a, name) == 0 || (strncmp(a, name "=", sizeof(name)) == 0))
+#define IS(name) app_opt_is(a, name)
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             fputs(usage, stdout);
             return 0;
@@ -185,7 +181,9 @@ int main(int argc, char **argv)
         return ctl_cmd_ping(&o);
     }
     if (!is_run && !is_validate)
-        return bad("unknown command '%s' (commands: run, validate, ping, ssh-setup, util, version)", cmd);
+        return bad("unknown command '%s' (commands: run, validate, ping, ssh-setup, util, "
+                   "version)",
+                   cmd);
     if (!o.config) return bad("%s needs --config FILE", cmd);
     if (o.prepare_only + o.skip_prepare + o.cleanup_only > 1 ||
         (o.cleanup_only && o.no_cleanup))

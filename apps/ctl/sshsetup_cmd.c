@@ -26,6 +26,7 @@
 
 
 
+#include "cli.h"
 #include "ctl.h"
 #include "ssh.h"
 #include "wl/units.h"
@@ -802,7 +803,7 @@ static int install_key(const setup_t *st, host_t *h, ctl_ssh_t *s)
     return ret;
 }
 
-/* ---- the key pair (ctl_ssh_keygen: RSA 4096, PKCS#1 PEM + OpenSSH public line) ---------------- */
+/* ---- the key pair (ctl_ssh_keygen: RSA 4096, PKCS#1 PEM + OpenSSH public line) ------------ */
 
 static int key_pair_state(const char *priv, int *exists, char *err, size_t errlen)
 {
@@ -1216,16 +1217,10 @@ int ctl_cmd_ssh_setup(const ctl_opts_t *o, int argc, char **argv)
         const char *val = NULL;
 #define NEED_VAL()                                                                                 \
     do {                                                                                           \
-        const char *eq = strchr(a, '=');                                                           \
-        if (eq) {                                                                                  \
-            val = eq + 1;                                                                          \
-        } else {                                                                                   \
-            if (i + 1 >= argc)                                                                     \
-                return usage_err("option '%s' needs a value", a);                                  \
-            val = argv[++i];                                                                       \
-        }                                                                                          \
+        if (app_opt_value(argc, argv, &i, &val) != 0)                                              \
+            return usage_err("option '%s' needs a value", a);                                      \
     } while (0)
-#define IS(name) (strcmp(a, name) == 0 || (strncmp(a, name "=", sizeof(name)) == 0))
+#define IS(name) app_opt_is(a, name)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(sshsetup_usage, stdout);
             return 0;
