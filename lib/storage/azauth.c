@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "sto_internal.h"
 #include "sto/azauth.h"
 #include "sto/err.h"
 #include "sto/sigv4.h"
@@ -273,52 +274,6 @@ int sto_az_creds_bind(sto_az_creds_t *c, const char *account, char *err, size_t 
 
 /* ---- endpoints ---------------------------------------------------------------------------- */
 
-static int parse_port(const char *s, size_t n, int *port)
-{
-    if (n == 0 || n > 5)
-        return -1;
-    int v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isdigit((unsigned char)s[i]))
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v < 1 || v > 65535)
-        return -1;
-    *port = v;
-    return 0;
-}
-
-static int parse_hostport(const char *s, size_t n, char *host, size_t hlen, int *port)
-{
-    if (n && s[0] == '[') {
-        const char *hend = memchr(s, ']', n);
-        if (!hend || hend == s + 1 || (size_t)(hend - s - 1) >= hlen)
-            return -1;
-        memcpy(host, s + 1, (size_t)(hend - s - 1));
-        host[hend - s - 1] = '\0';
-        const char *p = hend + 1;
-        if (p < s + n) {
-            if (*p != ':')
-                return -1;
-            return parse_port(p + 1, (size_t)(s + n - p - 1), port);
-        }
-        return 0;
-    }
-    const char *colon = memchr(s, ':', n);
-    size_t hl = colon ? (size_t)(colon - s) : n;
-    if (hl == 0 || hl >= hlen)
-        return -1;
-    for (size_t i = 0; i < hl; i++)
-        if (!(isalnum((unsigned char)s[i]) || s[i] == '-' || s[i] == '.' || s[i] == '_'))
-            return -1;
-    memcpy(host, s, hl);
-    host[hl] = '\0';
-    if (colon)
-        return parse_port(colon + 1, (size_t)(s + n - colon - 1), port);
-    return 0;
-}
-
 static bool is_ip(const char *h)
 {
     if (strchr(h, ':'))
@@ -354,7 +309,7 @@ int sto_az_endpoint_parse(const char *url, const char *account, sto_az_endpoint_
         return STO_EURI;
     }
     size_t n = strcspn(rest, "/");
-    if (parse_hostport(rest, n, out->host, sizeof(out->host), &out->port) != 0) {
+    if (sto__parse_hostport(rest, n, out->host, sizeof(out->host), &out->port) != 0) {
         set_err(err, errlen, "endpoint '%.100s' has no valid host[:port]", url);
         return STO_EURI;
     }

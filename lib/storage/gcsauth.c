@@ -15,6 +15,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "sto_internal.h"
 #include "sto/gcsauth.h"
 
 #define NS_PER_S 1000000000ull
@@ -35,22 +36,6 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 }
 
 /* ---- URLs ---- */
-
-static int parse_port(const char *s, size_t n, int *port)
-{
-    if (n == 0 || n > 5)
-        return -1;
-    int v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isdigit((unsigned char)s[i]))
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v < 1 || v > 65535)
-        return -1;
-    *port = v;
-    return 0;
-}
 
 int sto_gcs_url_parse(const char *url, int allow_bare, int allow_path, sto_gcs_url_t *out,
                       char *err, size_t errlen)
@@ -85,7 +70,7 @@ int sto_gcs_url_parse(const char *url, int allow_bare, int allow_path, sto_gcs_u
         memcpy(out->host, a + 1, (size_t)(hend - a - 1));
         const char *p = hend + 1;
         if (p < a + alen) {
-            if (*p != ':' || parse_port(p + 1, (size_t)(a + alen - p - 1), &out->port) != 0)
+            if (*p != ':' || sto__parse_port(p + 1, (size_t)(a + alen - p - 1), &out->port) != 0)
                 goto bad_host;
         }
     } else {
@@ -97,7 +82,7 @@ int sto_gcs_url_parse(const char *url, int allow_bare, int allow_path, sto_gcs_u
             if (!(isalnum((unsigned char)a[i]) || a[i] == '-' || a[i] == '.' || a[i] == '_'))
                 goto bad_host;
         memcpy(out->host, a, hl);
-        if (colon && parse_port(colon + 1, (size_t)(a + alen - colon - 1), &out->port) != 0)
+        if (colon && sto__parse_port(colon + 1, (size_t)(a + alen - colon - 1), &out->port) != 0)
             goto bad_host;
     }
     if (*path && *path != '/') {

@@ -5,55 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sto_internal.h"
 #include "sto/err.h"
 #include "sto/s3conf.h"
 
 static void set_err(char *err, size_t len, const char *fmt, const char *a)
 {
     if (err && len) snprintf(err, len, fmt, a);
-}
-
-static int parse_port(const char *s, size_t n, int *port)
-{
-    if (n == 0 || n > 5) return -1;
-    int v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isdigit((unsigned char)s[i])) return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v < 1 || v > 65535) return -1;
-    *port = v;
-    return 0;
-}
-
-/* host[:port] or [v6][:port] */
-static int parse_hostport(const char *s, size_t n, char *host, size_t hlen, int *port)
-{
-    const char *hend;
-    const char *p;
-    if (n && s[0] == '[') {
-        hend = memchr(s, ']', n);
-        if (!hend) return -1;
-        if ((size_t)(hend - s - 1) >= hlen || hend == s + 1) return -1;
-        memcpy(host, s + 1, (size_t)(hend - s - 1));
-        host[hend - s - 1] = 0;
-        p = hend + 1;
-        if (p < s + n) {
-            if (*p != ':') return -1;
-            return parse_port(p + 1, (size_t)(s + n - p - 1), port);
-        }
-        return 0;
-    }
-    const char *colon = memchr(s, ':', n);
-    size_t hl = colon ? (size_t)(colon - s) : n;
-    if (hl == 0 || hl >= hlen) return -1;
-    for (size_t i = 0; i < hl; i++)
-        if (!(isalnum((unsigned char)s[i]) || s[i] == '-' || s[i] == '.' || s[i] == '_'))
-            return -1;
-    memcpy(host, s, hl);
-    host[hl] = 0;
-    if (colon) return parse_port(colon + 1, (size_t)(s + n - colon - 1), port);
-    return 0;
 }
 
 static void default_region(char *out, size_t len)
@@ -86,7 +44,7 @@ int sto_s3_endpoint_parse(const char *url, sto_s3_endpoint_t *out, char *err, si
                 url);
         return STO_EURI;
     }
-    if (parse_hostport(rest, n, out->host, sizeof(out->host), &out->port) != 0) {
+    if (sto__parse_hostport(rest, n, out->host, sizeof(out->host), &out->port) != 0) {
         set_err(err, errlen, "endpoint '%s' has no valid host[:port]", url);
         return STO_EURI;
     }

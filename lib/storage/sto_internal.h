@@ -35,6 +35,11 @@ int sto__http_create(const sto_store_t *s, uv_loop_t *loop, const char *host, in
 int sto__http_acquire(const sto_store_t *s, uv_loop_t *loop, const char *host, int port, int tls,
                       rx_httpc_t **out, char *err, size_t errlen);
 void sto__http_release(rx_httpc_t *http);
+/* hostport.c — "host", "host:port", "[v6]", "[v6]:port" (n bytes of s; host names of letters,
+ * digits, '-', '.', '_'); port 1..65535, left alone when absent. 0 or -1. */
+int sto__parse_port(const char *s, size_t n, int *port);
+int sto__parse_hostport(const char *s, size_t n, char *host, size_t hlen, int *port);
+
 /* The result of request r from its HTTP exchange h: end time, time to first byte (GET: the
  * response's first byte; others: the start), status; a success clears retryable/code/detail. */
 void sto__http_result(sto_req_t *r, const rx_httpc_req_t *h, int status);
