@@ -40,25 +40,12 @@ struct ctl_deploy {
     dagent_t *ag;
     size_t n;
     char user[128];
-    char key[4096];
-    char known[4096];
+    char *key;
+    char *known;
     int timeout_ms;
     char *run_id;
     char *token;
 };
-
-static void expand_home(const char *p, char *out, size_t len)
-{
-    const char *home = getenv("HOME");
-    if (!home || !*home) {
-        struct passwd *pw = getpwuid(getuid());
-        home = pw ? pw->pw_dir : "/";
-    }
-    if (p[0] == '~' && (p[1] == '/' || p[1] == 0))
-        snprintf(out, len, "%s%s", home, p + 1);
-    else
-        snprintf(out, len, "%s", p);
-}
 
 int ctl_deploy_create(const wl_config_t *cfg, const ctl_agent_spec_t *agents, size_t n,
                       const char *run_id, const char *token, int tls_auto, ctl_deploy_t **out)
@@ -84,9 +71,12 @@ int ctl_deploy_create(const wl_config_t *cfg, const ctl_agent_spec_t *agents, si
         struct passwd *pw = getpwuid(getuid());
         snprintf(dp->user, sizeof(dp->user), "%s", u && *u ? u : pw ? pw->pw_name : "root");
     }
-    expand_home(sc->key_path ? sc->key_path : "~/.ssh/sai3bench_id_rsa", dp->key, sizeof(dp->key));
-    expand_home(sc->known_hosts ? sc->known_hosts : "~/.ssh/known_hosts", dp->known,
-                sizeof(dp->known));
+    dp->key = ctl_ssh_expand_path(sc->key_path ? sc->key_path : "~/.ssh/sai3bench_id_rsa");
+    dp->known = ctl_ssh_expand_path(sc->known_hosts ? sc->known_hosts : "~/.ssh/known_hosts");
+    if (!dp->key || !dp->known) {
+        ctl_deploy_free(dp);
+        return -ENOMEM;
+    }
     dp->timeout_ms = (int)(sc->timeout_ns / 1000000ULL);
     if (dp->timeout_ms < 100)
         dp->timeout_ms = 100;
@@ -480,6 +470,8 @@ void ctl_deploy_free(ctl_deploy_t *dp)
         free(dp->ag[i].cmdline);
     }
     free(dp->ag);
+    free(dp->key);
+    free(dp->known);
     free(dp->run_id);
     if (dp->token) {
         memset(dp->token, 0, strlen(dp->token));

@@ -652,22 +652,28 @@ static int tcp_connect(ctl_ssh_t *s, int64_t deadline, char *err, size_t errlen)
                   strerror(-last));
 }
 
-static char *default_known_hosts(void)
+char *ctl_ssh_expand_path(const char *p)
 {
-    const char *home = getenv("HOME");
-    struct passwd pw, *pwp = NULL;
-    char buf[4096];
-    if (!home || !*home) {
-        if (getpwuid_r(getuid(), &pw, buf, sizeof(buf), &pwp) == 0 && pwp)
-            home = pwp->pw_dir;
-        else
-            home = "/";
+    char *out = NULL;
+    if (p[0] == '~' && (p[1] == '/' || p[1] == 0)) {
+        const char *home = getenv("HOME");
+        struct passwd pw, *pwp = NULL;
+        char buf[4096];
+        if (!home || !*home)
+            home = getpwuid_r(getuid(), &pw, buf, sizeof(buf), &pwp) == 0 && pwp ? pwp->pw_dir
+                                                                                  : "/";
+        if (asprintf(&out, "%s%s", home, p + 1) < 0)
+            return NULL;
+    } else if (p[0] != '/') {
+        char cwd[PATH_MAX];
+        if (!getcwd(cwd, sizeof(cwd)))
+            return strdup(p);
+        if (asprintf(&out, "%s/%s", cwd, p[0] == '.' && p[1] == '/' ? p + 2 : p) < 0)
+            return NULL;
+    } else {
+        out = strdup(p);
     }
-    size_t n = strlen(home) + sizeof("/.ssh/known_hosts");
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/.ssh/known_hosts", home);
-    return p;
+    return out;
 }
 
 int ctl_ssh_connect(const ctl_ssh_opts_t *o, ctl_ssh_t **out, char *err, size_t errlen)
@@ -687,7 +693,7 @@ int ctl_ssh_connect(const ctl_ssh_opts_t *o, ctl_ssh_t **out, char *err, size_t 
     s->policy = o->hostkey_policy;
     s->host = strdup(o->host);
     s->user = strdup(o->user);
-    s->known_hosts = o->known_hosts ? strdup(o->known_hosts) : default_known_hosts();
+    s->known_hosts = o->known_hosts ? strdup(o->known_hosts) : ctl_ssh_expand_path("~/.ssh/known_hosts");
     if (!s->host || !s->user || !s->known_hosts) {
         ctl_ssh_close(s);
         return -ENOMEM;

@@ -98,6 +98,11 @@ int ctl_ssh_keygen(const char *priv_path, int bits, const char *comment, char *e
  * checked to look like "<type> <base64> [comment]". 0, -ENOENT, -EINVAL (err explains). */
 int ctl_ssh_read_pubkey(const char *priv_path, char **line, char *err, size_t errlen);
 
+/* A local path as the SSH tools take it: "~" and "~/x" under $HOME (else the passwd entry's
+ * home), a relative path under the current directory, others as they are. malloc'd; NULL on
+ * ENOMEM. Thread-safe. */
+char *ctl_ssh_expand_path(const char *p);
+
 /* Single-quotes s for a POSIX shell ('it'\''s'). malloc'd; NULL on ENOMEM. */
 char *ctl_sh_quote(const char *s);
 

@@ -133,34 +133,7 @@ static void wipe(char *s)
         explicit_bzero(s, strlen(s));
 }
 
-static const char *home_dir(void)
-{
-    const char *h = getenv("HOME");
-    if (h && *h)
-        return h;
-    struct passwd *pw = getpwuid(getuid());
-    return pw && pw->pw_dir ? pw->pw_dir : "/";
-}
-
 /* "~/x" -> "$HOME/x"; relative -> absolute (the template must not depend on the cwd). */
-static char *expand_path(const char *p)
-{
-    char *out = NULL;
-    if (p[0] == '~' && (p[1] == '/' || p[1] == 0)) {
-        if (asprintf(&out, "%s%s", home_dir(), p + 1) < 0)
-            return NULL;
-    } else if (p[0] != '/') {
-        char cwd[PATH_MAX];
-        if (!getcwd(cwd, sizeof(cwd)))
-            return strdup(p);
-        if (asprintf(&out, "%s/%s", cwd, p[0] == '.' && p[1] == '/' ? p + 2 : p) < 0)
-            return NULL;
-    } else {
-        out = strdup(p);
-    }
-    return out;
-}
-
 static int parse_port(const char *s, size_t len, int *out)
 {
     if (len == 0 || len > 5)
@@ -1299,14 +1272,14 @@ int ctl_cmd_ssh_setup(const ctl_opts_t *o, int argc, char **argv)
         usage_err("%s", err);
         goto out;
     }
-    st.key_path = expand_path(key_path);
-    st.known_hosts = expand_path(known_hosts ? known_hosts : DEFAULT_KNOWN_HOSTS);
+    st.key_path = ctl_ssh_expand_path(key_path);
+    st.known_hosts = ctl_ssh_expand_path(known_hosts ? known_hosts : DEFAULT_KNOWN_HOSTS);
     if (!st.key_path || !st.known_hosts) {
         usage_err("%s", "out of memory");
         goto out;
     }
     if (known_hosts) {
-        char *def = expand_path(DEFAULT_KNOWN_HOSTS);
+        char *def = ctl_ssh_expand_path(DEFAULT_KNOWN_HOSTS);
         st.known_hosts_default = def && !strcmp(def, st.known_hosts);
         free(def);
     } else {

@@ -327,7 +327,7 @@ def check_fail(base):
         # 2. an unknown host key: refused before anything starts
         os.rename(env.known, env.known + ".bak")
         open(env.known, "w").close()
-        p = run(env, cfg.replace("ssh-run", "ssh-run"), 1)
+        p = run(env, cfg, 1)
         check("known_hosts" in p.stderr and "ssh-setup" in p.stderr,
               f"unknown host key: unclear message:\n{p.stderr[-2000:]}")
         check("Stopping" not in p.stdout, "something was stopped although nothing started")
